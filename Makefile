@@ -1,0 +1,49 @@
+# The one task runner. `make run` and `make test` are the whole quick start.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test test-sqlite test-postgres lint format bench e2e clean install
+
+# Reinstall only when the project's dependencies change.
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed-dev
+
+run: install
+	@export PROMS_ENV=$${PROMS_ENV:-development}; \
+	$(BIN)/alembic upgrade head && \
+	$(BIN)/proms demo && \
+	echo "proms is on http://$(HOST):$(PORT)/  (Ctrl-C stops it)" && \
+	exec $(BIN)/flask --app proms run --host $(HOST) --port $(PORT)
+
+# SQLite always; PostgreSQL too when PROMS_TEST_POSTGRES_URL names a database.
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+	@if [ -n "$$PROMS_TEST_POSTGRES_URL" ]; then \
+		echo "== again on PostgreSQL"; \
+		$(BIN)/pytest --database=postgresql $(PYTEST_ARGS); \
+	else \
+		echo "PROMS_TEST_POSTGRES_URL is not set: the PostgreSQL run was skipped."; \
+	fi
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

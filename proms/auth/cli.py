@@ -1,0 +1,110 @@
+"""`proms staff ...`: staff accounts from the command line."""
+
+from __future__ import annotations
+
+import click
+from flask import current_app
+
+from proms.admin.services import find_clinic
+from proms.auth import services
+from proms.auth.models import Role
+from proms.auth.passwords import hasher_from_config, password_problem
+from proms.db import db
+
+ROLE_CHOICE = click.Choice([role.value for role in Role])
+
+
+def _clinic_or_fail(name: str):  # type: ignore[no-untyped-def]
+    clinic = find_clinic(db.session, name)
+    if clinic is None:
+        raise click.UsageError(
+            f"No clinic {name!r}. Create it first with `proms clinic create`, "
+            "or check `proms clinic list`."
+        )
+    return clinic
+
+
+def _password_ok(value: str) -> str:
+    if problem := password_problem(value):
+        raise click.BadParameter(problem)
+    return value
+
+
+@click.group(help="Staff accounts.")
+def staff() -> None:
+    pass
+
+
+@staff.command("create")
+@click.option("--email", required=True, help="Login email address.")
+@click.option("--role", type=ROLE_CHOICE, required=True, help="Role in the clinic.")
+@click.option("--clinic", "clinic_name", required=True, help="Clinic short name (or full name).")
+@click.option("--name", "full_name", default="", help="Full name shown in the audit log.")
+@click.password_option(
+    "--password",
+    prompt="Password",
+    help="Asked for when not given (safer than the command line).",
+    callback=lambda _ctx, _param, value: _password_ok(value),
+)
+def create(email: str, role: str, clinic_name: str, full_name: str, password: str) -> None:
+    """Create a staff account with a role in one clinic."""
+    clinic = _clinic_or_fail(clinic_name)
+    try:
+        user = services.create_staff(
+            db.session,
+            hasher_from_config(current_app.config),
+            email=email,
+            full_name=full_name or email,
+            password=password,
+            clinic=clinic,
+            role=Role(role),
+        )
+    except services.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+    services.record_event(
+        db.session,
+        "staff.created",
+        actor_email=user.email,
+        clinic_id=clinic.id,
+        detail={"role": role, "via": "cli"},
+    )
+    db.session.commit()
+    click.echo(f"Created {user.email} ({role} at {clinic.name}).")
+
+
+@staff.command("grant")
+@click.option("--email", required=True)
+@click.option("--role", type=ROLE_CHOICE, required=True)
+@click.option("--clinic", "clinic_name", required=True)
+def grant(email: str, role: str, clinic_name: str) -> None:
+    """Give an existing staff member a role in a clinic."""
+    user = services.find_staff(db.session, email)
+    if user is None:
+        raise click.ClickException(f"No staff account for {email}.")
+    clinic = _clinic_or_fail(clinic_name)
+    services.grant(db.session, user, clinic, Role(role))
+    services.record_event(
+        db.session,
+        "staff.granted",
+        actor_email=user.email,
+        clinic_id=clinic.id,
+        detail={"role": role, "via": "cli"},
+    )
+    db.session.commit()
+    click.echo(f"{user.email} is {role} at {clinic.name}.")
+
+
+@staff.command("unlock")
+@click.option("--email", required=True)
+def unlock(email: str) -> None:
+    """Clear the failed-login lock of an account."""
+    user = services.find_staff(db.session, email)
+    if user is None:
+        raise click.ClickException(f"No staff account for {email}.")
+    user.failed_login_count = 0
+    user.locked_until = None
+    services.record_event(
+        db.session, "staff.unlocked", actor_email=user.email, detail={"via": "cli"}
+    )
+    db.session.commit()
+    click.echo(f"Unlocked {user.email}.")

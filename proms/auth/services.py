@@ -1,0 +1,221 @@
+"""Staff accounts: creation, login with lockout, audit events. Flush, never commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proms.admin.models import Clinic
+from proms.auth.models import AuditEvent, ClinicMembership, Role, StaffUser
+from proms.auth.passwords import password_problem, verify
+
+
+class AccountError(ValueError):
+    """A staff account action that cannot be done; the message is shown as it is."""
+
+
+class LoginOutcome(enum.StrEnum):
+    OK = "ok"
+    BAD_CREDENTIALS = "bad_credentials"  # unknown email, wrong password or inactive account
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True)
+class LockoutPolicy:
+    """Lock after `lock_after` consecutive failures; the lock doubles with each further one."""
+
+    lock_after: int
+    base_seconds: int
+    max_seconds: int
+
+    def lock_duration(self, failures: int) -> dt.timedelta | None:
+        if failures < self.lock_after:
+            return None
+        seconds = self.base_seconds * 2 ** min(failures - self.lock_after, 30)
+        return dt.timedelta(seconds=min(seconds, self.max_seconds))
+
+
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    outcome: LoginOutcome
+    user: StaffUser | None = None
+    locked_until: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    """Where a request came from, for the audit log."""
+
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+def record_event(
+    session: Session,
+    action: str,
+    *,
+    actor: StaffUser | None = None,
+    actor_email: str | None = None,
+    clinic_id: int | None = None,
+    patient_id: int | None = None,
+    is_success: bool = True,
+    origin: RequestInfo | None = None,
+    detail: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> AuditEvent:
+    """Add one audit event."""
+    origin = origin or RequestInfo()
+    event = AuditEvent(
+        action=action,
+        actor_id=actor.id if actor else None,
+        actor_email=actor_email if actor is None else actor.email,
+        clinic_id=clinic_id,
+        patient_id=patient_id,
+        is_success=is_success,
+        ip_address=origin.ip_address,
+        user_agent=(origin.user_agent or "")[:300] or None,
+        detail=detail or {},
+    )
+    if now is not None:
+        event.occurred_at = now
+    session.add(event)
+    return event
+
+
+def create_staff(
+    session: Session,
+    hasher: PasswordHasher,
+    *,
+    email: str,
+    full_name: str,
+    password: str,
+    clinic: Clinic,
+    role: Role,
+) -> StaffUser:
+    email = normalize_email(email)
+    if session.scalar(select(StaffUser.id).where(StaffUser.email == email)) is not None:
+        raise AccountError(f"A staff account for {email} already exists.")
+    if problem := password_problem(password):
+        raise AccountError(problem)
+    user = StaffUser(
+        email=email,
+        full_name=full_name,
+        password_hash=hasher.hash(password),
+        session_token=secrets.token_hex(16),
+    )
+    user.memberships.append(ClinicMembership(clinic=clinic, role=role))
+    session.add(user)
+    session.flush()
+    return user
+
+
+def grant(session: Session, user: StaffUser, clinic: Clinic, role: Role) -> ClinicMembership:
+    """Give a staff member a role in a clinic (idempotent)."""
+    for membership in user.memberships:
+        if membership.clinic_id == clinic.id and membership.role == role:
+            return membership
+    membership = ClinicMembership(user=user, clinic=clinic, role=role)
+    session.add(membership)
+    session.flush()
+    return membership
+
+
+def find_staff(session: Session, email: str) -> StaffUser | None:
+    return session.scalar(select(StaffUser).where(StaffUser.email == normalize_email(email)))
+
+
+def authenticate(
+    session: Session,
+    hasher: PasswordHasher,
+    policy: LockoutPolicy,
+    *,
+    email: str,
+    password: str,
+    now: dt.datetime,
+    origin: RequestInfo,
+) -> LoginResult:
+    """Check a login attempt, update the failure count and lock, and audit it.
+
+    While an account is locked every attempt is refused without looking at the password, and
+    does not extend the lock. When the lock has run out the next attempt is checked: the right
+    password logs in and clears the count; a wrong one locks again for twice as long.
+    """
+    email = normalize_email(email)
+    user = session.scalar(select(StaffUser).where(StaffUser.email == email).with_for_update())
+    if user is None:
+        # Spend the same time as a real check so response times do not reveal which emails exist.
+        verify(hasher, _dummy_hash(hasher), password)
+        record_event(
+            session,
+            "login.failed",
+            actor_email=email[:254],
+            is_success=False,
+            origin=origin,
+            detail={"reason": "unknown_email"},
+            now=now,
+        )
+        return LoginResult(LoginOutcome.BAD_CREDENTIALS)
+
+    if user.locked_until is not None and user.locked_until > now:
+        record_event(
+            session,
+            "login.locked",
+            actor=user,
+            is_success=False,
+            origin=origin,
+            detail={"locked_until": user.locked_until.isoformat()},
+            now=now,
+        )
+        return LoginResult(LoginOutcome.LOCKED, locked_until=user.locked_until)
+
+    if not verify(hasher, user.password_hash, password) or not user.is_active:
+        reason = "wrong_password" if user.is_active else "inactive"
+        user.failed_login_count += 1
+        lock = policy.lock_duration(user.failed_login_count)
+        user.locked_until = now + lock if lock else None
+        record_event(
+            session,
+            "login.failed",
+            actor=user,
+            is_success=False,
+            origin=origin,
+            detail={"reason": reason, "failures": user.failed_login_count},
+            now=now,
+        )
+        if user.locked_until is not None:
+            return LoginResult(LoginOutcome.LOCKED, locked_until=user.locked_until)
+        return LoginResult(LoginOutcome.BAD_CREDENTIALS)
+
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    user.failed_login_count = 0
+    user.locked_until = None
+    user.last_login_at = now
+    record_event(session, "login.succeeded", actor=user, origin=origin, now=now)
+    return LoginResult(LoginOutcome.OK, user=user)
+
+
+def end_all_sessions(user: StaffUser) -> None:
+    """Invalidate every session cookie of the user (logout, password change)."""
+    user.session_token = secrets.token_hex(16)
+
+
+_DUMMY_HASHES: dict[tuple[int, int, int], str] = {}
+
+
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    key = (hasher.time_cost, hasher.memory_cost, hasher.parallelism)
+    if key not in _DUMMY_HASHES:
+        _DUMMY_HASHES[key] = hasher.hash(secrets.token_hex(16))
+    return _DUMMY_HASHES[key]

@@ -1,0 +1,100 @@
+"""Scores (denormalised for fast trends) and alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from proms.db import db, enum_type, utcnow
+
+if TYPE_CHECKING:
+    from proms.admin.models import Patient
+
+
+class AlertKind(enum.StrEnum):
+    WORSENING = "worsening"  # meaningful worsening from baseline
+    SIDE_EFFECT = "side_effect"  # a severe side effect reported
+
+
+class AlertStatus(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+
+
+class Score(db.Model):
+    """One scale of one submitted response (PASS-20 has a total and four subscales)."""
+
+    __tablename__ = "score"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("survey_response.id", ondelete="CASCADE"))
+    scale: Mapped[str] = mapped_column(String(32), default="total", server_default="total")
+    # Denormalised from response -> assessment -> enrollment -> patient for trend queries.
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollment.id", ondelete="CASCADE"))
+    assessment_id: Mapped[int] = mapped_column(ForeignKey("assessment.id", ondelete="CASCADE"))
+    timepoint_key: Mapped[str] = mapped_column(String(32))
+    instrument_code: Mapped[str] = mapped_column(String(64))
+    instrument_version: Mapped[str] = mapped_column(String(32))
+    domain: Mapped[str] = mapped_column(String(64))
+    observed_at: Mapped[dt.datetime]  # when the patient submitted
+    raw_score: Mapped[float | None]
+    t_score: Mapped[float | None]
+    standard_error: Mapped[float | None]
+    n_answered: Mapped[int]
+    method: Mapped[str] = mapped_column(String(16))  # table, pattern, sum, mean, none
+    scoring_version: Mapped[str] = mapped_column(String(32))
+    scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    patient: Mapped[Patient] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("response_id", "scale"),
+        CheckConstraint("standard_error IS NULL OR standard_error > 0", name="se_positive"),
+        CheckConstraint("n_answered >= 0", name="n_answered_not_negative"),
+        # A patient's trend in one domain.
+        Index(None, "patient_id", "domain", "observed_at"),
+        # Cohort reports: one domain at one time point.
+        Index(None, "domain", "timepoint_key"),
+    )
+
+
+class Alert(db.Model):
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    clinic_id: Mapped[int] = mapped_column(ForeignKey("clinic.id", ondelete="CASCADE"))
+    assessment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assessment.id", ondelete="CASCADE")
+    )
+    score_id: Mapped[int | None] = mapped_column(ForeignKey("score.id", ondelete="CASCADE"))
+    kind: Mapped[AlertKind] = mapped_column(enum_type(AlertKind, "alert_kind"))
+    status: Mapped[AlertStatus] = mapped_column(
+        enum_type(AlertStatus, "alert_status"),
+        default=AlertStatus.OPEN,
+        server_default=AlertStatus.OPEN.value,
+    )
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledged_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    acknowledgement_note: Mapped[str | None] = mapped_column(String(1000))
+
+    patient: Mapped[Patient] = relationship()
+
+    __table_args__ = (
+        CheckConstraint(
+            "(status = 'acknowledged') = (acknowledged_at IS NOT NULL)",
+            name="acknowledged_has_timestamp",
+        ),
+        # The alerts inbox: open alerts of a clinic, newest first.
+        Index(None, "clinic_id", "status", "created_at"),
+        Index(None, "patient_id", "created_at"),
+    )

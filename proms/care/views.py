@@ -1,0 +1,53 @@
+"""Care-team pages: patient list and patient detail."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, render_template, request
+from flask.typing import ResponseReturnValue
+from flask_login import current_user, login_required
+
+from proms.auth.audit import audit_patient_view, request_info
+from proms.auth.scoping import patient_or_404, visible_patients
+from proms.auth.services import record_event
+from proms.care import services
+from proms.care.forms import PatientSearchForm
+from proms.db import db, utcnow
+
+bp = Blueprint("care", __name__)
+
+
+@bp.route("/patients")
+@login_required
+def patients() -> ResponseReturnValue:
+    form = PatientSearchForm(request.args)
+    if not form.validate():
+        return render_template("care/patients.html", form=form, page=None, open_counts={}), 400
+    now = utcnow()
+    page = db.paginate(
+        services.patient_list(visible_patients(current_user), search=form.q.data or ""),
+        page=form.page.data or 1,
+        per_page=current_app.config["PATIENTS_PER_PAGE"],
+        error_out=False,
+    )
+    shown = [row.id for row in page.items]
+    record_event(
+        db.session,
+        "patient.list",
+        actor=current_user._get_current_object(),
+        origin=request_info(),
+        detail={"page": page.page, "patient_ids": shown},
+    )
+    open_counts = services.open_assessment_counts(db.session, shown, now)
+    html = render_template("care/patients.html", form=form, page=page, open_counts=open_counts)
+    db.session.commit()
+    return html
+
+
+@bp.route("/patients/<int:patient_id>")
+@login_required
+def patient(patient_id: int) -> ResponseReturnValue:
+    found = patient_or_404(db.session, current_user, patient_id)
+    audit_patient_view("patient.view", found)
+    html = render_template("care/patient.html", patient=found, now=utcnow())
+    db.session.commit()
+    return html

@@ -1,0 +1,47 @@
+"""Default settings.
+
+`instance/config.py` and `PROMS_*` environment variables override these (see `create_app`).
+Names here are the names without the `PROMS_` prefix: `PROMS_DATABASE_URL` sets `DATABASE_URL`.
+"""
+
+# "production", "development" or "test". Production is the default so that a deployment that
+# forgets to say what it is gets secure cookies and a refusal of the default secret key.
+ENV = "production"
+
+# The development key; create_app refuses it when ENV is production.
+SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - a known default, refused in production
+
+# Empty means SQLite at <instance>/proms.sqlite3.
+DATABASE_URL = ""
+
+# Staff sessions.
+IDLE_TIMEOUT_MINUTES = 15
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+# None means: Secure everywhere but development (plain-HTTP localhost).
+SESSION_COOKIE_SECURE = None
+
+# Failed logins: after LOGIN_LOCK_AFTER consecutive failures the account is locked for
+# LOGIN_LOCK_BASE_SECONDS, doubling with every further failure up to LOGIN_LOCK_MAX_SECONDS.
+LOGIN_LOCK_AFTER = 5
+LOGIN_LOCK_BASE_SECONDS = 60
+LOGIN_LOCK_MAX_SECONDS = 3600
+
+# argon2id cost (argon2-cffi's defaults follow RFC 9106's second recommendation).
+ARGON2_TIME_COST = 3
+ARGON2_MEMORY_COST = 65536  # KiB
+ARGON2_PARALLELISM = 4
+
+# CSRF tokens live as long as the session: a long form must not fail after an hour.
+WTF_CSRF_TIME_LIMIT = None
+# We send Referrer-Policy: no-referrer, so browsers send no Referer for Flask-WTF's HTTPS check;
+# the token plus an Origin check (proms.security) protect the forms instead.
+WTF_CSRF_SSL_STRICT = False
+
+# Requests larger than this are refused with 413; form fields have their own, smaller limits
+# and fail validation with a 400 that names the field.
+MAX_CONTENT_LENGTH = 4 * 1024 * 1024
+MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
+
+# Staff patient list page size.
+PATIENTS_PER_PAGE = 50

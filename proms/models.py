@@ -1,0 +1,53 @@
+"""Every model, imported once so that the metadata (Alembic, create_all) sees all tables."""
+
+from proms.admin.models import (
+    Channel,
+    Clinic,
+    Enrollment,
+    EnrollmentStatus,
+    Instrument,
+    Patient,
+    Protocol,
+    ProtocolTimepoint,
+    SessionStatus,
+    TreatmentSession,
+)
+from proms.auth.models import AuditEvent, ClinicMembership, Role, StaffUser
+from proms.care.models import Alert, AlertKind, AlertStatus, Score
+from proms.scheduling.models import (
+    Assessment,
+    AssessmentStatus,
+    Notification,
+    NotificationKind,
+    NotificationStatus,
+)
+from proms.surveys.models import AccessToken, ResponseStatus, SurveyResponse
+
+__all__ = [
+    "AccessToken",
+    "Alert",
+    "AlertKind",
+    "AlertStatus",
+    "Assessment",
+    "AssessmentStatus",
+    "AuditEvent",
+    "Channel",
+    "Clinic",
+    "ClinicMembership",
+    "Enrollment",
+    "EnrollmentStatus",
+    "Instrument",
+    "Notification",
+    "NotificationKind",
+    "NotificationStatus",
+    "Patient",
+    "Protocol",
+    "ProtocolTimepoint",
+    "ResponseStatus",
+    "Role",
+    "Score",
+    "SessionStatus",
+    "StaffUser",
+    "SurveyResponse",
+    "TreatmentSession",
+]

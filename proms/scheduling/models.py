@@ -1,0 +1,121 @@
+"""Assessments (one time point of one enrollment) and the notification outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import TYPE_CHECKING
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from proms.admin.models import Channel
+from proms.db import db, enum_type, utcnow
+
+if TYPE_CHECKING:
+    from proms.admin.models import Enrollment, Patient, ProtocolTimepoint
+
+
+class AssessmentStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"  # window not closed, nothing submitted yet
+    IN_PROGRESS = "in_progress"  # the patient has saved answers
+    COMPLETED = "completed"
+    EXPIRED = "expired"  # the window closed before completion
+    CANCELLED = "cancelled"  # withdrawn or rescheduled away
+
+
+class NotificationKind(enum.StrEnum):
+    INVITE = "invite"
+    REMINDER = "reminder"
+    NEW_LINK = "new_link"  # the patient asked for a fresh link
+
+
+class NotificationStatus(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a dispatcher
+    SENT = "sent"
+    FAILED = "failed"  # gave up after retries
+    UNKNOWN = "unknown"  # a crash left delivery uncertain: never resent, a coordinator decides
+    CANCELLED = "cancelled"
+
+
+class Assessment(db.Model):
+    __tablename__ = "assessment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollment.id", ondelete="CASCADE"))
+    timepoint_id: Mapped[int] = mapped_column(
+        ForeignKey("protocol_timepoint.id", ondelete="RESTRICT")
+    )
+    opens_at: Mapped[dt.datetime]
+    due_at: Mapped[dt.datetime]
+    closes_at: Mapped[dt.datetime]
+    status: Mapped[AssessmentStatus] = mapped_column(
+        enum_type(AssessmentStatus, "assessment_status"),
+        default=AssessmentStatus.SCHEDULED,
+        server_default=AssessmentStatus.SCHEDULED.value,
+    )
+    started_at: Mapped[dt.datetime | None]
+    completed_at: Mapped[dt.datetime | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    enrollment: Mapped[Enrollment] = relationship(back_populates="assessments")
+    timepoint: Mapped[ProtocolTimepoint] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "timepoint_id"),
+        CheckConstraint("opens_at <= due_at AND due_at < closes_at", name="window_ordered"),
+        CheckConstraint(
+            "(status = 'completed') = (completed_at IS NOT NULL)", name="completed_has_timestamp"
+        ),
+        # Sweeps: open windows that are closing, by status.
+        Index(None, "status", "closes_at"),
+        Index(None, "enrollment_id", "due_at"),
+    )
+
+    def is_open(self, now: dt.datetime) -> bool:
+        """True while the patient can answer."""
+        return (
+            self.status in (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS)
+            and self.opens_at <= now < self.closes_at
+        )
+
+
+class Notification(db.Model):
+    """One message to send (the outbox). Rows are created in the same transaction as their cause."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Deterministic per cause, e.g. "assessment:12:reminder:2": creating it twice is impossible.
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patient.id", ondelete="CASCADE"))
+    assessment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("assessment.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[NotificationKind] = mapped_column(enum_type(NotificationKind, "notification_kind"))
+    channel: Mapped[Channel] = mapped_column(enum_type(Channel, "channel"))
+    send_after: Mapped[dt.datetime]
+    status: Mapped[NotificationStatus] = mapped_column(
+        enum_type(NotificationStatus, "notification_status"),
+        default=NotificationStatus.PENDING,
+        server_default=NotificationStatus.PENDING.value,
+    )
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None]
+    claimed_at: Mapped[dt.datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    sent_at: Mapped[dt.datetime | None]
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    patient: Mapped[Patient] = relationship()
+    assessment: Mapped[Assessment | None] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("(status = 'sent') = (sent_at IS NOT NULL)", name="sent_has_timestamp"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        # The dispatcher: due rows by status and time.
+        Index(None, "status", "send_after"),
+    )
