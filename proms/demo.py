@@ -33,7 +33,7 @@ from proms.auth.models import Role
 from proms.auth.passwords import hasher_from_config
 from proms.auth.services import create_staff, find_staff
 from proms.db import db, utcnow
-from proms.scheduling.services import expire_closed_assessments
+from proms.scheduling.services import complete_finished_enrollments, expire_closed_assessments
 
 DEMO_CLINICS = (
     # slug, name, time zone, phone, email, number of patients
@@ -260,6 +260,7 @@ def load_patients(ctx: DemoContext) -> None:
             ctx.report.count("enrollments")
     ctx.session.flush()
     expire_closed_assessments(ctx.session, ctx.now)
+    complete_finished_enrollments(ctx.session)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ see each other's rows. Tables are created once per run and emptied after every t
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import os
 import re
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
 from proms import create_app
@@ -132,6 +133,26 @@ def app_config(database_url: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose requests never share the test's app context.
+
+    Flask reuses an app context that is already pushed for the same app, so without this every
+    request in a test would share `g` (Flask-Login's cached user) and the test's database
+    session with each other: two browsers would see one login. Each request runs in an empty
+    contextvars context instead, exactly as it would in a server. The test's own session is
+    committed before (the request sees what the test set up) and expired after (the test then
+    reads what the request stored, not its cached objects).
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            db.session.commit()
+        response = contextvars.Context().run(super().open, *args, **kwargs)
+        if has_app_context():
+            db.session.expire_all()
+        return response
+
+
 @pytest.fixture
 def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database; every table is emptied after the test."""
@@ -140,6 +161,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
     def factory(**overrides: Any) -> Flask:
         app = create_app(app_config(database_url, **overrides))
         app.instance_path = str(tmp_path / "instance")
+        app.test_client_class = IsolatedClient
         apps.append(app)
         return app
 

@@ -12,6 +12,7 @@ from proms.auth.passwords import MAX_PASSWORD_LENGTH
 class LoginForm(FlaskForm):
     email = EmailField(
         "Email",
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
         validators=[
             DataRequired("Enter your email address."),
             Length(max=254, message="An email address has at most 254 characters."),

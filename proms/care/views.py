@@ -21,7 +21,7 @@ bp = Blueprint("care", __name__)
 def patients() -> ResponseReturnValue:
     form = PatientSearchForm(request.args)
     if not form.validate():
-        return render_template("care/patients.html", form=form, page=None, open_counts={}), 400
+        return render_template("care/patients.html", form=form, page=None, summaries={}), 400
     now = utcnow()
     page = db.paginate(
         services.patient_list(visible_patients(current_user), search=form.q.data or ""),
@@ -37,8 +37,8 @@ def patients() -> ResponseReturnValue:
         origin=request_info(),
         detail={"page": page.page, "patient_ids": shown},
     )
-    open_counts = services.open_assessment_counts(db.session, shown, now)
-    html = render_template("care/patients.html", form=form, page=page, open_counts=open_counts)
+    summaries = services.patient_summaries(db.session, shown, now)
+    html = render_template("care/patients.html", form=form, page=page, summaries=summaries)
     db.session.commit()
     return html
 

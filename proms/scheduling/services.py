@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from proms.admin.models import Enrollment
+from proms.admin.models import Enrollment, EnrollmentStatus
 from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.scheduling.rules import TimepointRule, assessment_windows
 
@@ -50,6 +50,25 @@ def expire_closed_assessments(session: Session, now: dt.datetime) -> int:
             Assessment.closes_at <= now,
         )
         .values(status=AssessmentStatus.EXPIRED)
+        .execution_options(synchronize_session="fetch")
+    )
+    return result.rowcount
+
+
+def complete_finished_enrollments(session: Session) -> int:
+    """Mark active enrollments whose every assessment is over (done, expired or cancelled)."""
+    still_open = (
+        select(Assessment.id)
+        .where(
+            Assessment.enrollment_id == Enrollment.id,
+            Assessment.status.in_((AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS)),
+        )
+        .exists()
+    )
+    result = session.execute(
+        update(Enrollment)
+        .where(Enrollment.status == EnrollmentStatus.ACTIVE, ~still_open)
+        .values(status=EnrollmentStatus.COMPLETED)
         .execution_options(synchronize_session="fetch")
     )
     return result.rowcount

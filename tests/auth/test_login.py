@@ -1,0 +1,218 @@
+"""Staff login: lockout, audit, sessions, idle timeout, logout."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from proms.auth.models import AuditEvent, Role, StaffUser
+from proms.db import db
+from tests.conftest import PASSWORD, World, csrf_token, login
+
+
+def audit_actions(email: str) -> list[tuple[str, bool]]:
+    rows = db.session.execute(
+        select(AuditEvent.action, AuditEvent.is_success)
+        .where(AuditEvent.actor_email == email)
+        .order_by(AuditEvent.id)
+    )
+    return [(action, success) for action, success in rows]
+
+
+def fetch_user(email: str) -> StaffUser:
+    db.session.expire_all()
+    user = db.session.scalar(select(StaffUser).where(StaffUser.email == email))
+    assert user is not None
+    return user
+
+
+def test_login_page_has_a_csrf_protected_form(client) -> None:
+    page = client.get("/login")
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    assert 'name="csrf_token"' in body
+    assert 'autocomplete="current-password"' in body
+
+
+def test_right_password_logs_in_and_audits(client, world: World) -> None:
+    response = login(client, "clinician@a.example.org")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/patients"
+    assert audit_actions("clinician@a.example.org") == [("login.succeeded", True)]
+    assert fetch_user("clinician@a.example.org").last_login_at is not None
+
+
+def test_email_is_case_insensitive(client, world: World) -> None:
+    assert login(client, "  Clinician@A.Example.ORG ").status_code == 302
+
+
+def test_wrong_password_is_401_and_audited(client, world: World) -> None:
+    response = login(client, "clinician@a.example.org", "wrong password!!")
+    assert response.status_code == 401
+    assert "do not match an active account" in response.get_data(as_text=True)
+    assert audit_actions("clinician@a.example.org") == [("login.failed", False)]
+    assert fetch_user("clinician@a.example.org").failed_login_count == 1
+
+
+def test_unknown_email_gets_the_same_answer_and_is_audited(client, world: World) -> None:
+    response = login(client, "nobody@a.example.org", "whatever password")
+    assert response.status_code == 401
+    assert "do not match an active account" in response.get_data(as_text=True)
+    assert audit_actions("nobody@a.example.org") == [("login.failed", False)]
+
+
+def test_inactive_account_cannot_log_in(client, world: World) -> None:
+    user = world.user("a", Role.CLINICIAN)
+    user.is_active = False
+    db.session.commit()
+    assert login(client, user.email).status_code == 401
+
+
+def test_ten_wrong_passwords_lock_the_account(client, world: World, app: Flask) -> None:
+    """Five failures lock; attempts while locked are refused (even the right password)."""
+    email = "clinician@a.example.org"
+    statuses = [login(client, email, f"wrong password {n}").status_code for n in range(10)]
+    lock_after = app.config["LOGIN_LOCK_AFTER"]
+    assert statuses == [401] * (lock_after - 1) + [429] * (10 - lock_after + 1)
+    user = fetch_user(email)
+    assert user.failed_login_count == lock_after  # attempts during the lock do not count
+    assert user.locked_until is not None
+    # Every attempt has its audit row.
+    actions = audit_actions(email)
+    assert len(actions) == 10
+    assert actions[:lock_after] == [("login.failed", False)] * lock_after
+    assert actions[lock_after:] == [("login.locked", False)] * (10 - lock_after)
+
+    refused = login(client, email, PASSWORD)
+    assert refused.status_code == 429
+    assert "locked for" in refused.get_data(as_text=True)
+    assert audit_actions(email)[-1] == ("login.locked", False)
+
+
+def test_after_the_lock_runs_out_the_right_password_works(client, world: World) -> None:
+    email = "clinician@a.example.org"
+    for n in range(5):
+        login(client, email, f"wrong password {n}")
+    user = fetch_user(email)
+    assert user.locked_until is not None
+    user.locked_until = user.locked_until - dt.timedelta(hours=2)  # the lock has run out
+    db.session.commit()
+    assert login(client, email).status_code == 302
+    user = fetch_user(email)
+    assert (user.failed_login_count, user.locked_until) == (0, None)
+
+
+def test_a_wrong_password_after_the_lock_locks_twice_as_long(client, world: World, app) -> None:
+    email = "clinician@a.example.org"
+    for n in range(5):
+        login(client, email, f"wrong password {n}")
+    user = fetch_user(email)
+    first_lock = user.locked_until
+    assert first_lock is not None
+    user.locked_until = first_lock - dt.timedelta(hours=2)
+    db.session.commit()
+    assert login(client, email, "wrong again!!").status_code == 429
+    user = fetch_user(email)
+    assert user.failed_login_count == 6
+    base = app.config["LOGIN_LOCK_BASE_SECONDS"]
+    remaining = (user.locked_until - dt.datetime.now(dt.UTC)).total_seconds()
+    assert 2 * base - 30 < remaining <= 2 * base
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/patients?page=2", "/patients?page=2"),
+        ("https://evil.example.com/", "/patients"),
+        ("//evil.example.com/", "/patients"),
+        ("/\\evil.example.com", "/patients"),
+        ("javascript:alert(1)", "/patients"),
+    ],
+)
+def test_next_only_follows_local_paths(client, world: World, target: str, expected: str) -> None:
+    response = client.post(
+        "/login",
+        query_string={"next": target},
+        data={
+            "email": "clinician@a.example.org",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(client),
+        },
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == expected
+
+
+def test_login_starts_a_fresh_session(client, world: World) -> None:
+    token_before = csrf_token(client)
+    with client.session_transaction() as session:
+        session["planted"] = "by an attacker"
+    login(client, "clinician@a.example.org")
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert session.get("csrf_token") != token_before
+
+
+def test_session_cookie_flags(client, world: World) -> None:
+    response = login(client, "clinician@a.example.org")
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-proms=")
+    assert "HttpOnly" in cookie
+    assert "Secure" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_development_cookies_are_not_secure(make_app, world: World) -> None:
+    app = make_app(ENV="development")
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+    assert app.config["SESSION_COOKIE_NAME"] == "proms"
+
+
+def test_idle_timeout_signs_out(client, world: World, app: Flask) -> None:
+    login(client, "clinician@a.example.org")
+    assert client.get("/patients").status_code == 200
+    with client.session_transaction() as session:
+        session["last_seen"] -= app.config["IDLE_TIMEOUT_MINUTES"] * 60 + 1
+    response = client.get("/patients")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+    assert client.get("/patients").status_code == 302  # still signed out
+
+
+def test_activity_keeps_the_session_alive(client, world: World, app: Flask) -> None:
+    login(client, "clinician@a.example.org")
+    with client.session_transaction() as session:
+        session["last_seen"] -= app.config["IDLE_TIMEOUT_MINUTES"] * 60 - 30
+    assert client.get("/patients").status_code == 200
+    assert client.get("/patients").status_code == 200
+
+
+def test_logout_needs_csrf_and_ends_every_session(app: Flask, world: World) -> None:
+    first, second = app.test_client(), app.test_client()
+    login(first, "clinician@a.example.org")
+    login(second, "clinician@a.example.org")
+    with first.session_transaction() as session:
+        stolen = dict(session)
+
+    assert first.post("/logout").status_code == 400  # no CSRF token
+    token = csrf_token(first, "/patients")
+    response = first.post("/logout", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert first.get("/patients").status_code == 302
+    # The other browser, and a replay of the old cookie, are signed out too.
+    assert second.get("/patients").status_code == 302
+    replay = app.test_client()
+    with replay.session_transaction() as session:
+        session.update(stolen)
+    assert replay.get("/patients").status_code == 302
+    assert audit_actions("clinician@a.example.org")[-1] == ("logout", True)
+
+
+def test_logged_in_user_visiting_login_goes_to_patients(client, world: World) -> None:
+    login(client, "clinician@a.example.org")
+    response = client.get("/login")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/patients"

@@ -1,0 +1,157 @@
+"""App factory, configuration, health, security headers, error pages."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from proms import ConfigurationError, create_app
+from proms.db import db
+
+
+def test_production_refuses_the_default_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="default SECRET_KEY"):
+        create_app({"ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
+
+
+@pytest.mark.parametrize("key", ["", None])
+def test_production_refuses_a_missing_secret_key(tmp_path: Path, key: str | None) -> None:
+    with pytest.raises(ConfigurationError, match="PROMS_SECRET_KEY"):
+        create_app(
+            {
+                "ENV": "production",
+                "SECRET_KEY": key,
+                "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+            }
+        )
+
+
+def test_production_starts_with_a_real_secret_key(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "ENV": "production",
+            "SECRET_KEY": "x" * 64,
+            "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+        }
+    )
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_unknown_env_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="PROMS_ENV"):
+        create_app({"ENV": "staging", "SECRET_KEY": "x" * 64})
+
+
+def test_environment_variables_override_defaults(monkeypatch, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/env.sqlite3"
+    monkeypatch.setenv("PROMS_ENV", "development")
+    monkeypatch.setenv("PROMS_DATABASE_URL", url)
+    monkeypatch.setenv("PROMS_IDLE_TIMEOUT_MINUTES", "30")
+    app = create_app()
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == url
+    assert app.config["IDLE_TIMEOUT_MINUTES"] == 30
+
+
+def test_default_database_is_sqlite_in_the_instance_folder_with_wal_and_foreign_keys(
+    monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("PROMS_DATABASE_URL", raising=False)
+    app = create_app({"ENV": "test", "SECRET_KEY": "k", "DATABASE_URL": ""})
+    app.instance_path = str(tmp_path)
+    expected = Path(app.instance_path)
+    assert app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
+    assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("proms.sqlite3")
+    # The pragmas are set on every new connection of any SQLite engine.
+    engine = sa.create_engine(f"sqlite:///{expected / 'pragma.sqlite3'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+    raw = sqlite3.connect(expected / "pragma.sqlite3")
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # persisted in the file
+    raw.close()
+
+
+def test_healthz_ok(client) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok", "database": "ok"}
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(make_app) -> None:
+    # Port 1 on loopback refuses connections at once.
+    app = make_app(DATABASE_URL="postgresql+psycopg://proms@127.0.0.1:1/proms")
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "error", "database": "unreachable"}
+
+
+def test_healthz_is_503_when_the_sqlite_file_cannot_be_opened(make_app, tmp_path: Path) -> None:
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path}/no/such/dir/x.sqlite3")
+    assert app.test_client().get("/healthz").status_code == 503
+
+
+@pytest.mark.parametrize("path", ["/login", "/healthz", "/no-such-page", "/patients"])
+def test_security_headers_on_every_response(client, path: str) -> None:
+    response = client.get(path)
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp
+    assert "script-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_pages_have_no_inline_script_or_style(client) -> None:
+    body = client.get("/login").get_data(as_text=True)
+    assert "<script" not in body
+    assert "style=" not in body
+    assert "<style" not in body
+
+
+def test_not_found_is_a_friendly_page(client) -> None:
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert "There is nothing here" in response.get_data(as_text=True)
+
+
+def test_method_not_allowed_is_a_friendly_page(client) -> None:
+    response = client.delete("/login")
+    assert response.status_code == 405
+    assert "cannot be used that way" in response.get_data(as_text=True)
+
+
+def test_unexpected_errors_are_500_without_a_traceback(make_app) -> None:
+    app = make_app(TESTING=False, PROPAGATE_EXCEPTIONS=False)
+
+    @app.route("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    body = response.get_data(as_text=True)
+    assert "Something went wrong on our side" in body
+    assert "secret internals" not in body
+    assert "Traceback" not in body
+
+
+def test_json_clients_get_json_errors(client) -> None:
+    response = client.get("/no-such-page", headers={"Accept": "application/json"})
+    assert response.status_code == 404
+    assert "error" in response.get_json()
+
+
+def test_static_stylesheet_is_served(client) -> None:
+    response = client.get("/static/proms.css")
+    assert response.status_code == 200
+    assert response.mimetype == "text/css"
+    response.close()
+
+
+def test_database_is_bound(app) -> None:
+    assert db.session.execute(sa.text("SELECT 1")).scalar() == 1
