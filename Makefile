@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test test-sqlite test-postgres lint format bench e2e clean install
+.PHONY: run test lint format clean install
 
 # Reinstall only when the project's dependencies change.
 $(BIN)/python:

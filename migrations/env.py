@@ -32,9 +32,12 @@ def database_url() -> str:
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from proms import create_app
+    from proms import ConfigurationError, create_app
 
-    return str(create_app().config["SQLALCHEMY_DATABASE_URI"])
+    try:
+        return str(create_app().config["SQLALCHEMY_DATABASE_URI"])
+    except ConfigurationError as exc:
+        raise SystemExit(f"alembic: {exc}") from None
 
 
 def configure(connection: Connection | None = None, url: str | None = None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - the value refused in production
@@ -47,10 +48,21 @@ def _finish_config(app: Flask) -> None:
     env = app.config["ENV"]
     if env not in ("production", "development", "test"):
         raise ConfigurationError(f"PROMS_ENV must be production, development or test, not {env!r}")
-    if env == "production" and app.config.get("SECRET_KEY") in (None, "", DEFAULT_SECRET_KEY):
+    secret = app.config.get("SECRET_KEY")
+    if env == "production" and (
+        not isinstance(secret, str) or secret == DEFAULT_SECRET_KEY or len(secret) < 32
+    ):
         raise ConfigurationError(
-            "Refusing to start in production with a missing or default SECRET_KEY: "
-            "set PROMS_SECRET_KEY or SECRET_KEY in instance/config.py."
+            "Refusing to start in production with a missing, default or short SECRET_KEY: set "
+            "PROMS_SECRET_KEY (or SECRET_KEY in instance/config.py) to at least 32 random "
+            "characters, e.g. python -c 'import secrets; print(secrets.token_hex(32))'."
+        )
+    if app.config["PROXY_FIX_HOPS"]:
+        # Behind a TLS-terminating proxy: trust its X-Forwarded-* headers, so the scheme (HSTS,
+        # secure cookies), host (the Origin check) and client address (audit log) are right.
+        hops = int(app.config["PROXY_FIX_HOPS"])
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops
         )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     url = app.config.get("DATABASE_URL") or f"sqlite:///{Path(app.instance_path) / 'proms.sqlite3'}"

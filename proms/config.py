@@ -43,5 +43,9 @@ WTF_CSRF_SSL_STRICT = False
 MAX_CONTENT_LENGTH = 4 * 1024 * 1024
 MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
 
+# How many reverse proxies (nginx, a load balancer) stand in front of proms and set
+# X-Forwarded-For/-Proto/-Host. 0 trusts none of those headers: right when proms faces clients.
+PROXY_FIX_HOPS = 0
+
 # Staff patient list page size.
 PATIENTS_PER_PAGE = 50

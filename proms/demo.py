@@ -22,13 +22,18 @@ from sqlalchemy.orm import Session
 from proms.admin.models import (
     Channel,
     Clinic,
-    EnrollmentStatus,
     Patient,
     Protocol,
     SessionStatus,
     TreatmentSession,
 )
-from proms.admin.services import bundled_protocol, create_clinic, enroll_patient, install_protocol
+from proms.admin.services import (
+    bundled_protocol,
+    create_clinic,
+    enroll_patient,
+    install_protocol,
+    withdraw_enrollment,
+)
 from proms.auth.models import Role
 from proms.auth.passwords import hasher_from_config
 from proms.auth.services import create_staff, find_staff
@@ -251,11 +256,12 @@ def load_patients(ctx: DemoContext) -> None:
             if person.withdrawn_after_days is not None:
                 withdrawn_on = person.anchor_on + dt.timedelta(days=person.withdrawn_after_days)
                 if withdrawn_on < ctx.today:
-                    enrollment.status = EnrollmentStatus.WITHDRAWN
-                    enrollment.withdrawn_at = dt.datetime.combine(
-                        withdrawn_on, dt.time(12), tzinfo=dt.UTC
+                    withdraw_enrollment(
+                        ctx.session,
+                        enrollment,
+                        now=dt.datetime.combine(withdrawn_on, dt.time(12), tzinfo=dt.UTC),
+                        reason="Demo: the patient asked to stop follow-up.",
                     )
-                    enrollment.withdrawal_reason = "Demo: patient asked to stop follow-up."
             ctx.report.count("patients")
             ctx.report.count("enrollments")
     ctx.session.flush()

@@ -12,7 +12,7 @@ from proms.admin.models import (
     SessionStatus,
     TreatmentSession,
 )
-from proms.auth.models import AuditEvent, ClinicMembership, Role, StaffUser
+from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role, StaffUser
 from proms.care.models import Alert, AlertKind, AlertStatus, Score
 from proms.scheduling.models import (
     Assessment,
@@ -37,6 +37,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "Instrument",
+    "LoginThrottle",
     "Notification",
     "NotificationKind",
     "NotificationStatus",

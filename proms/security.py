@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Flask, Response, abort, request
 from flask_wtf.csrf import CSRFProtect
@@ -35,6 +36,14 @@ SECURITY_HEADERS = {
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
+# Control characters other than tab, line feed and carriage return: never part of real input,
+# and PostgreSQL refuses NUL in text outright.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+UNREADABLE = (
+    "Some of what you sent could not be read: it contains characters that cannot be used. "
+    "Check it and try again."
+)
+
 
 def add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
@@ -59,7 +68,26 @@ def check_origin() -> None:
         abort(400, description="This form was sent from another site and was refused.")
 
 
+def check_text() -> None:
+    """Refuse a query string or form that is not UTF-8 text, before anything reads it.
+
+    Werkzeug would quietly replace undecodable bytes (or drop the whole form), so a mistyped or
+    hostile value would reach validation as something else; a 400 that says so is clearer.
+    """
+    sources = [request.query_string]
+    if request.method in UNSAFE_METHODS and request.mimetype == "application/x-www-form-urlencoded":
+        sources.append(request.get_data(cache=True))  # cached: the form is parsed from it later
+    for raw in sources:
+        try:
+            pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
+        except UnicodeDecodeError:
+            abort(400, description=UNREADABLE)
+        if any(CONTROL_CHARACTERS.search(key + value) for key, value in pairs):
+            abort(400, description=UNREADABLE)
+
+
 def init_app(app: Flask) -> None:
+    app.before_request(check_text)  # first: CSRFProtect parses the form
     csrf.init_app(app)
     app.before_request(check_origin)
     app.after_request(add_security_headers)

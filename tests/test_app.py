@@ -10,15 +10,16 @@ import sqlalchemy as sa
 
 from proms import ConfigurationError, create_app
 from proms.db import db
+from tests.conftest import CSRF_RE
 
 
 def test_production_refuses_the_default_secret_key(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="default SECRET_KEY"):
+    with pytest.raises(ConfigurationError, match="default or short SECRET_KEY"):
         create_app({"ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3"})
 
 
-@pytest.mark.parametrize("key", ["", None])
-def test_production_refuses_a_missing_secret_key(tmp_path: Path, key: str | None) -> None:
+@pytest.mark.parametrize("key", ["", None, "short-key", 12345678901234567890123456789012345])
+def test_production_refuses_a_missing_or_weak_secret_key(tmp_path: Path, key: object) -> None:
     with pytest.raises(ConfigurationError, match="PROMS_SECRET_KEY"):
         create_app(
             {
@@ -38,6 +39,32 @@ def test_production_starts_with_a_real_secret_key(tmp_path: Path) -> None:
         }
     )
     assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_behind_a_proxy_the_forwarded_scheme_and_host_count(make_app) -> None:
+    app = make_app(PROXY_FIX_HOPS=1)
+    client = app.test_client()
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "proms.example.org"}
+    page = client.get("/login", headers=forwarded)
+    assert page.headers["Strict-Transport-Security"].startswith("max-age=")
+    token = CSRF_RE.search(page.get_data(as_text=True)).group(1)
+    form = {"email": "nobody@example.org", "password": "not the password", "csrf_token": token}
+
+    # The Origin check compares with the host the browser used, as the proxy forwards it.
+    same_site = client.post(
+        "/login", data=form, headers={**forwarded, "Origin": "https://proms.example.org"}
+    )
+    assert same_site.status_code == 401
+    cross_site = client.post(
+        "/login", data=form, headers={**forwarded, "Origin": "https://evil.example.com"}
+    )
+    assert cross_site.status_code == 400
+    assert "sent from another site" in cross_site.get_data(as_text=True)
+
+
+def test_without_proxy_fix_forwarded_headers_are_ignored(client) -> None:
+    response = client.get("/login", headers={"X-Forwarded-Proto": "https"})
+    assert "Strict-Transport-Security" not in response.headers
 
 
 def test_unknown_env_is_refused() -> None:
@@ -155,3 +182,20 @@ def test_static_stylesheet_is_served(client) -> None:
 
 def test_database_is_bound(app) -> None:
     assert db.session.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_form_fields_carry_no_empty_aria_attributes(client) -> None:
+    body = client.get("/login").get_data(as_text=True)
+    assert '="None"' not in body
+    assert "aria-describedby" not in body  # no hint, no error: nothing to describe
+
+
+def test_field_errors_are_tied_to_their_controls(client) -> None:
+    from tests.conftest import csrf_token
+
+    body = client.post(
+        "/login", data={"email": "", "password": "", "csrf_token": csrf_token(client)}
+    ).get_data(as_text=True)
+    assert 'id="email-error"' in body
+    assert 'aria-describedby="email-error"' in body
+    assert 'aria-invalid="true"' in body

@@ -49,16 +49,22 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.String(length=200), nullable=False),
         sa.Column("is_active", sa.Boolean(), server_default=sa.true(), nullable=False),
         sa.Column("session_token", sa.String(length=64), nullable=False),
-        sa.Column("failed_login_count", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_login_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("email = lower(email)", name=op.f("ck_staff_user_email_lowercase")),
-        sa.CheckConstraint(
-            "failed_login_count >= 0", name=op.f("ck_staff_user_failed_login_count_not_negative")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_staff_user")),
         sa.UniqueConstraint("email", name=op.f("uq_staff_user_email")),
+    )
+    op.create_table(
+        "login_throttle",
+        sa.Column("email_sha256", sa.String(length=64), nullable=False),
+        sa.Column("failed_count", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "failed_count >= 0", name=op.f("ck_login_throttle_failed_count_not_negative")
+        ),
+        sa.PrimaryKeyConstraint("email_sha256", name=op.f("pk_login_throttle")),
     )
     op.create_table(
         "clinic_membership",
@@ -736,6 +742,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_clinic_membership_clinic_id"))
 
     op.drop_table("clinic_membership")
+    op.drop_table("login_throttle")
     op.drop_table("staff_user")
     op.drop_table("instrument")
     op.drop_table("clinic")

@@ -11,8 +11,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proms.admin.models import Clinic, Enrollment, Patient, Protocol, ProtocolTimepoint
+from proms.admin.models import (
+    Clinic,
+    Enrollment,
+    EnrollmentStatus,
+    Patient,
+    Protocol,
+    ProtocolTimepoint,
+)
 from proms.auth.models import StaffUser
+from proms.scheduling.models import AssessmentStatus
 from proms.scheduling.services import create_assessments
 
 
@@ -133,3 +141,28 @@ def install_protocol(session: Session, clinic: Clinic, spec: dict[str, Any]) -> 
     session.add(protocol)
     session.flush()
     return protocol
+
+
+def withdraw_enrollment(
+    session: Session, enrollment: Enrollment, *, now: dt.datetime, reason: str
+) -> int:
+    """Stop a course's follow-up: cancel its assessments still to come; returns how many.
+
+    Windows that had already closed unanswered are left for the expiry sweep: they were missed,
+    not cancelled.
+    """
+    if enrollment.status is EnrollmentStatus.WITHDRAWN:
+        raise AdminError("This course is already withdrawn.")
+    enrollment.status = EnrollmentStatus.WITHDRAWN
+    enrollment.withdrawn_at = now
+    enrollment.withdrawal_reason = reason
+    cancelled = 0
+    for assessment in enrollment.assessments:
+        if assessment.closes_at > now and assessment.status in (
+            AssessmentStatus.SCHEDULED,
+            AssessmentStatus.IN_PROGRESS,
+        ):
+            assessment.status = AssessmentStatus.CANCELLED
+            cancelled += 1
+    session.flush()
+    return cancelled

@@ -65,4 +65,8 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def logout_form() -> dict[str, object]:
-        return {"logout_form": LogoutForm} if current_user.is_authenticated else {}
+        # formdata=None: the sign-out form in the page header never reads the request body (it
+        # may be the one being refused as too large).
+        if not current_user.is_authenticated:
+            return {}
+        return {"logout_form": lambda: LogoutForm(formdata=None)}

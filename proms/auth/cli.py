@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+
 import click
 from flask import current_app
 
@@ -22,6 +24,23 @@ def _clinic_or_fail(name: str):  # type: ignore[no-untyped-def]
             "or check `proms clinic list`."
         )
     return clinic
+
+
+def cli_audit(
+    action: str, staff_email: str, *, clinic_id: int | None = None, **detail: str
+) -> None:
+    """Audit a command-line change: who ran it (the operating-system user) and on whom."""
+    try:
+        os_user = getpass.getuser()
+    except (OSError, KeyError):
+        os_user = "unknown"
+    services.record_event(
+        db.session,
+        action,
+        actor_email=f"cli:{os_user}",
+        clinic_id=clinic_id,
+        detail={"via": "cli", "staff_email": staff_email, **detail},
+    )
 
 
 def _password_ok(value: str) -> str:
@@ -61,13 +80,7 @@ def create(email: str, role: str, clinic_name: str, full_name: str, password: st
         )
     except services.AccountError as exc:
         raise click.ClickException(str(exc)) from exc
-    services.record_event(
-        db.session,
-        "staff.created",
-        actor_email=user.email,
-        clinic_id=clinic.id,
-        detail={"role": role, "via": "cli"},
-    )
+    cli_audit("staff.created", user.email, clinic_id=clinic.id, role=role)
     db.session.commit()
     click.echo(f"Created {user.email} ({role} at {clinic.name}).")
 
@@ -83,13 +96,7 @@ def grant(email: str, role: str, clinic_name: str) -> None:
         raise click.ClickException(f"No staff account for {email}.")
     clinic = _clinic_or_fail(clinic_name)
     services.grant(db.session, user, clinic, Role(role))
-    services.record_event(
-        db.session,
-        "staff.granted",
-        actor_email=user.email,
-        clinic_id=clinic.id,
-        detail={"role": role, "via": "cli"},
-    )
+    cli_audit("staff.granted", user.email, clinic_id=clinic.id, role=role)
     db.session.commit()
     click.echo(f"{user.email} is {role} at {clinic.name}.")
 
@@ -97,14 +104,11 @@ def grant(email: str, role: str, clinic_name: str) -> None:
 @staff.command("unlock")
 @click.option("--email", required=True)
 def unlock(email: str) -> None:
-    """Clear the failed-login lock of an account."""
-    user = services.find_staff(db.session, email)
-    if user is None:
-        raise click.ClickException(f"No staff account for {email}.")
-    user.failed_login_count = 0
-    user.locked_until = None
-    services.record_event(
-        db.session, "staff.unlocked", actor_email=user.email, detail={"via": "cli"}
-    )
+    """Clear the failed-login count and lock of an email address."""
+    address = services.normalize_email(email)
+    if not services.clear_throttle(db.session, address):
+        click.echo(f"{address} has no failed logins to clear.")
+        return
+    cli_audit("staff.unlocked", address)
     db.session.commit()
-    click.echo(f"Unlocked {user.email}.")
+    click.echo(f"Unlocked {address}.")

@@ -33,8 +33,6 @@ class StaffUser(db.Model):
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     # Rotated at logout and password change: a copied session cookie dies with it.
     session_token: Mapped[str] = mapped_column(String(64))
-    failed_login_count: Mapped[int] = mapped_column(default=0, server_default="0")
-    locked_until: Mapped[dt.datetime | None]
     last_login_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
@@ -42,10 +40,7 @@ class StaffUser(db.Model):
         back_populates="user", cascade="all, delete-orphan"
     )
 
-    __table_args__ = (
-        CheckConstraint("email = lower(email)", name="email_lowercase"),
-        CheckConstraint("failed_login_count >= 0", name="failed_login_count_not_negative"),
-    )
+    __table_args__ = (CheckConstraint("email = lower(email)", name="email_lowercase"),)
 
     # Flask-Login's user protocol.
     @property
@@ -83,6 +78,24 @@ class ClinicMembership(db.Model):
     clinic: Mapped[Clinic] = relationship()
 
     __table_args__ = (UniqueConstraint("user_id", "clinic_id", "role"),)
+
+
+class LoginThrottle(db.Model):
+    """Consecutive failed logins for one email address, whether or not it has an account.
+
+    Keyed by the address attempted, so an unknown address locks exactly like a real one and the
+    lockout reveals nothing about which addresses have accounts. Stored as a hash: the table
+    fills with whatever attackers type.
+    """
+
+    __tablename__ = "login_throttle"
+
+    email_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failed_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (CheckConstraint("failed_count >= 0", name="failed_count_not_negative"),)
 
 
 class AuditEvent(db.Model):

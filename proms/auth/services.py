@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from proms.admin.models import Clinic
-from proms.auth.models import AuditEvent, ClinicMembership, Role, StaffUser
+from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role, StaffUser
 from proms.auth.passwords import password_problem, verify
+from proms.db import utcnow
 
 
 class AccountError(ValueError):
@@ -135,6 +139,38 @@ def find_staff(session: Session, email: str) -> StaffUser | None:
     return session.scalar(select(StaffUser).where(StaffUser.email == normalize_email(email)))
 
 
+def email_sha256(email: str) -> str:
+    return hashlib.sha256(normalize_email(email).encode("utf-8")).hexdigest()
+
+
+def find_throttle(
+    session: Session, email: str, *, for_update: bool = False
+) -> LoginThrottle | None:
+    query = select(LoginThrottle).where(LoginThrottle.email_sha256 == email_sha256(email))
+    return session.scalar(query.with_for_update() if for_update else query)
+
+
+def _throttle_for_failure(session: Session, email: str) -> LoginThrottle:
+    """The throttle row of an address, created if missing and locked against concurrent logins."""
+    insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    session.execute(
+        insert(LoginThrottle)
+        .values(email_sha256=email_sha256(email), failed_count=0, updated_at=utcnow())
+        .on_conflict_do_nothing()
+    )
+    throttle = find_throttle(session, email, for_update=True)
+    assert throttle is not None
+    return throttle
+
+
+def clear_throttle(session: Session, email: str) -> bool:
+    """Forget the failed attempts of an address (unlock); True if there were any."""
+    result = session.execute(
+        delete(LoginThrottle).where(LoginThrottle.email_sha256 == email_sha256(email))
+    )
+    return bool(result.rowcount)
+
+
 def authenticate(
     session: Session,
     hasher: PasswordHasher,
@@ -145,62 +181,63 @@ def authenticate(
     now: dt.datetime,
     origin: RequestInfo,
 ) -> LoginResult:
-    """Check a login attempt, update the failure count and lock, and audit it.
+    """Check a login attempt, count failures per address, lock, and audit every attempt.
 
-    While an account is locked every attempt is refused without looking at the password, and
+    While an address is locked every attempt is refused without looking at the password, and
     does not extend the lock. When the lock has run out the next attempt is checked: the right
-    password logs in and clears the count; a wrong one locks again for twice as long.
+    password logs in and clears the count; a wrong one locks again for twice as long. Unknown
+    addresses are counted and locked the same way, so the answers reveal no account.
     """
     email = normalize_email(email)
-    user = session.scalar(select(StaffUser).where(StaffUser.email == email).with_for_update())
-    if user is None:
-        # Spend the same time as a real check so response times do not reveal which emails exist.
-        verify(hasher, _dummy_hash(hasher), password)
-        record_event(
-            session,
-            "login.failed",
-            actor_email=email[:254],
-            is_success=False,
-            origin=origin,
-            detail={"reason": "unknown_email"},
-            now=now,
-        )
-        return LoginResult(LoginOutcome.BAD_CREDENTIALS)
+    user = session.scalar(select(StaffUser).where(StaffUser.email == email))
+    who: dict[str, Any] = {"actor": user} if user else {"actor_email": email[:254]}
 
-    if user.locked_until is not None and user.locked_until > now:
+    throttle = find_throttle(session, email)
+    if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
         record_event(
             session,
             "login.locked",
-            actor=user,
             is_success=False,
             origin=origin,
-            detail={"locked_until": user.locked_until.isoformat()},
             now=now,
+            detail={"locked_until": throttle.locked_until.isoformat()},
+            **who,
         )
-        return LoginResult(LoginOutcome.LOCKED, locked_until=user.locked_until)
+        return LoginResult(LoginOutcome.LOCKED, locked_until=throttle.locked_until)
 
-    if not verify(hasher, user.password_hash, password) or not user.is_active:
-        reason = "wrong_password" if user.is_active else "inactive"
-        user.failed_login_count += 1
-        lock = policy.lock_duration(user.failed_login_count)
-        user.locked_until = now + lock if lock else None
+    if user is None:
+        # Spend the same time as a real check so response times do not reveal which emails exist.
+        verify(hasher, _dummy_hash(hasher), password)
+        reason = "unknown_email"
+    elif not verify(hasher, user.password_hash, password):
+        reason = "wrong_password"
+    elif not user.is_active:
+        reason = "inactive"
+    else:
+        reason = ""
+
+    if reason:
+        throttle = _throttle_for_failure(session, email)
+        throttle.failed_count += 1
+        lock = policy.lock_duration(throttle.failed_count)
+        throttle.locked_until = now + lock if lock else None
         record_event(
             session,
             "login.failed",
-            actor=user,
             is_success=False,
             origin=origin,
-            detail={"reason": reason, "failures": user.failed_login_count},
             now=now,
+            detail={"reason": reason, "failures": throttle.failed_count},
+            **who,
         )
-        if user.locked_until is not None:
-            return LoginResult(LoginOutcome.LOCKED, locked_until=user.locked_until)
+        if throttle.locked_until is not None:
+            return LoginResult(LoginOutcome.LOCKED, locked_until=throttle.locked_until)
         return LoginResult(LoginOutcome.BAD_CREDENTIALS)
 
+    assert user is not None
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
-    user.failed_login_count = 0
-    user.locked_until = None
+    clear_throttle(session, email)
     user.last_login_at = now
     record_event(session, "login.succeeded", actor=user, origin=origin, now=now)
     return LoginResult(LoginOutcome.OK, user=user)

@@ -3,21 +3,33 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SearchField
-from wtforms.validators import Length, NumberRange, Optional
+from wtforms import HiddenField, IntegerField, SearchField
+from wtforms.validators import Length, NumberRange, Optional, ValidationError
+
+PAGE_VALIDATORS = [Optional(), NumberRange(min=1, max=100_000, message="There is no such page.")]
 
 
-class PatientSearchForm(FlaskForm):
-    """The patient list filter (a GET form: no CSRF needed, it changes nothing)."""
+class PatientPageForm(FlaskForm):
+    """`?page=N` of the plain patient list: no names in the URL, so a GET is fine."""
 
     class Meta:
         csrf = False
 
+    page = IntegerField("Page", validators=PAGE_VALIDATORS)
+
+
+class PatientSearchForm(FlaskForm):
+    """Search by name or MRN. A POST, so names and MRNs never sit in URLs, history or logs."""
+
     q = SearchField(
         "Search by name or MRN",
         validators=[Optional(), Length(max=100, message="Search for at most 100 characters.")],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
-    page = IntegerField(
-        "Page",
-        validators=[Optional(), NumberRange(min=1, max=100_000, message="No such page.")],
-    )
+    page = HiddenField("Page")
+
+    def validate_page(self, field: HiddenField) -> None:
+        raw = field.data or "1"
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= 100_000):
+            raise ValidationError("There is no such page.")

@@ -10,22 +10,32 @@ from proms.auth.audit import audit_patient_view, request_info
 from proms.auth.scoping import patient_or_404, visible_patients
 from proms.auth.services import record_event
 from proms.care import services
-from proms.care.forms import PatientSearchForm
+from proms.care.forms import PatientPageForm, PatientSearchForm
 from proms.db import db, utcnow
 
 bp = Blueprint("care", __name__)
 
 
-@bp.route("/patients")
+@bp.route("/patients", methods=["GET", "POST"])
 @login_required
 def patients() -> ResponseReturnValue:
-    form = PatientSearchForm(request.args)
-    if not form.validate():
-        return render_template("care/patients.html", form=form, page=None, summaries={}), 400
-    now = utcnow()
+    if request.method == "POST":
+        form = PatientSearchForm()
+        if not form.validate():
+            form.form_errors.extend(form.page.errors)  # a hidden field has nowhere else to say it
+            return render_template("care/patients.html", form=form, page=None), 400
+        search, page_number = form.q.data or "", int(form.page.data or 1)
+    else:
+        page_form = PatientPageForm(request.args)
+        form = PatientSearchForm(formdata=None)
+        if not page_form.validate():
+            form.form_errors.extend(page_form.page.errors)
+            return render_template("care/patients.html", form=form, page=None), 400
+        search, page_number = "", page_form.page.data or 1
+
     page = db.paginate(
-        services.patient_list(visible_patients(current_user), search=form.q.data or ""),
-        page=form.page.data or 1,
+        services.patient_list(visible_patients(current_user), search=search),
+        page=page_number,
         per_page=current_app.config["PATIENTS_PER_PAGE"],
         error_out=False,
     )
@@ -35,15 +45,17 @@ def patients() -> ResponseReturnValue:
         "patient.list",
         actor=current_user._get_current_object(),
         origin=request_info(),
-        detail={"page": page.page, "patient_ids": shown},
+        detail={"page": page.page, "searched": bool(search), "patient_ids": shown},
     )
-    summaries = services.patient_summaries(db.session, shown, now)
-    html = render_template("care/patients.html", form=form, page=page, summaries=summaries)
+    summaries = services.patient_summaries(db.session, shown, utcnow())
+    html = render_template(
+        "care/patients.html", form=form, page=page, search=search, summaries=summaries
+    )
     db.session.commit()
     return html
 
 
-@bp.route("/patients/<int:patient_id>")
+@bp.route("/patients/<id:patient_id>")
 @login_required
 def patient(patient_id: int) -> ResponseReturnValue:
     found = patient_or_404(db.session, current_user, patient_id)

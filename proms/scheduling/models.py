@@ -73,6 +73,16 @@ class Assessment(db.Model):
         Index(None, "enrollment_id", "due_at"),
     )
 
+    def state_at(self, now: dt.datetime) -> str:
+        """What staff should read, even before a sweep has caught up with the clock."""
+        if self.status in (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS):
+            if now >= self.closes_at:
+                return "missed"
+            if now < self.opens_at:
+                return "upcoming"
+            return "in progress" if self.status is AssessmentStatus.IN_PROGRESS else "open now"
+        return {AssessmentStatus.EXPIRED: "missed"}.get(self.status, self.status.value)
+
     def is_open(self, now: dt.datetime) -> bool:
         """True while the patient can answer."""
         return (

@@ -157,3 +157,23 @@ def test_unknown_clinic_time_zone_is_refused(app) -> None:
 def test_duplicate_clinic_slug_is_refused(world: World) -> None:
     with pytest.raises(AdminError, match="already exists"):
         create_clinic(db.session, slug="a", name="Again", time_zone="UTC")
+
+
+def test_withdrawing_cancels_what_is_still_to_come(world: World) -> None:
+    from proms.admin.services import withdraw_enrollment
+
+    enrollment = enroll_patient(
+        db.session, world.patients_a[0], world.protocol_a, dt.date(2026, 1, 5)
+    )
+    now = dt.datetime(2026, 2, 20, tzinfo=dt.UTC)  # baseline, end of course and month 1 closed
+    assert withdraw_enrollment(db.session, enrollment, now=now, reason="moved away") == 2
+    expire_closed_assessments(db.session, now)
+    db.session.commit()
+    statuses = [
+        a.status for a in db.session.scalars(select(Assessment).order_by(Assessment.due_at))
+    ]
+    assert statuses == [AssessmentStatus.EXPIRED] * 3 + [AssessmentStatus.CANCELLED] * 2
+    assert enrollment.status is EnrollmentStatus.WITHDRAWN
+    assert enrollment.withdrawn_at == now
+    with pytest.raises(AdminError, match="already withdrawn"):
+        withdraw_enrollment(db.session, enrollment, now=now, reason="again")

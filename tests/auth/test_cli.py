@@ -160,5 +160,8 @@ def test_staff_unlock(app, runner, world: World) -> None:
     result = runner.invoke(args=["staff", "unlock", "--email", "clinician@a.example.org"])
     assert result.exit_code == 0
     assert login(client, "clinician@a.example.org").status_code == 302
-    actions = db.session.scalars(select(AuditEvent.action).order_by(AuditEvent.id)).all()
-    assert "staff.unlocked" in actions
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "staff.unlocked"))
+    assert event.actor_email.startswith("cli:")
+    assert event.detail["staff_email"] == "clinician@a.example.org"
+    nothing = runner.invoke(args=["staff", "unlock", "--email", "clinician@a.example.org"])
+    assert "no failed logins to clear" in nothing.output

@@ -8,7 +8,8 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-from proms.auth.models import AuditEvent, Role, StaffUser
+from proms.auth.models import AuditEvent, LoginThrottle, Role, StaffUser
+from proms.auth.services import find_throttle
 from proms.db import db
 from tests.conftest import PASSWORD, World, csrf_token, login
 
@@ -20,6 +21,11 @@ def audit_actions(email: str) -> list[tuple[str, bool]]:
         .order_by(AuditEvent.id)
     )
     return [(action, success) for action, success in rows]
+
+
+def throttle(email: str) -> LoginThrottle | None:
+    db.session.expire_all()
+    return find_throttle(db.session, email)
 
 
 def fetch_user(email: str) -> StaffUser:
@@ -54,7 +60,7 @@ def test_wrong_password_is_401_and_audited(client, world: World) -> None:
     assert response.status_code == 401
     assert "do not match an active account" in response.get_data(as_text=True)
     assert audit_actions("clinician@a.example.org") == [("login.failed", False)]
-    assert fetch_user("clinician@a.example.org").failed_login_count == 1
+    assert throttle("clinician@a.example.org").failed_count == 1
 
 
 def test_unknown_email_gets_the_same_answer_and_is_audited(client, world: World) -> None:
@@ -77,9 +83,9 @@ def test_ten_wrong_passwords_lock_the_account(client, world: World, app: Flask) 
     statuses = [login(client, email, f"wrong password {n}").status_code for n in range(10)]
     lock_after = app.config["LOGIN_LOCK_AFTER"]
     assert statuses == [401] * (lock_after - 1) + [429] * (10 - lock_after + 1)
-    user = fetch_user(email)
-    assert user.failed_login_count == lock_after  # attempts during the lock do not count
-    assert user.locked_until is not None
+    state = throttle(email)
+    assert state.failed_count == lock_after  # attempts during the lock do not count
+    assert state.locked_until is not None
     # Every attempt has its audit row.
     actions = audit_actions(email)
     assert len(actions) == 10
@@ -92,34 +98,52 @@ def test_ten_wrong_passwords_lock_the_account(client, world: World, app: Flask) 
     assert audit_actions(email)[-1] == ("login.locked", False)
 
 
+def run_out_the_lock(email: str) -> None:
+    state = throttle(email)
+    assert state.locked_until is not None
+    state.locked_until -= dt.timedelta(hours=2)
+    db.session.commit()
+
+
 def test_after_the_lock_runs_out_the_right_password_works(client, world: World) -> None:
     email = "clinician@a.example.org"
     for n in range(5):
         login(client, email, f"wrong password {n}")
-    user = fetch_user(email)
-    assert user.locked_until is not None
-    user.locked_until = user.locked_until - dt.timedelta(hours=2)  # the lock has run out
-    db.session.commit()
+    run_out_the_lock(email)
     assert login(client, email).status_code == 302
-    user = fetch_user(email)
-    assert (user.failed_login_count, user.locked_until) == (0, None)
+    assert throttle(email) is None  # the count starts again from zero
 
 
 def test_a_wrong_password_after_the_lock_locks_twice_as_long(client, world: World, app) -> None:
     email = "clinician@a.example.org"
     for n in range(5):
         login(client, email, f"wrong password {n}")
-    user = fetch_user(email)
-    first_lock = user.locked_until
-    assert first_lock is not None
-    user.locked_until = first_lock - dt.timedelta(hours=2)
-    db.session.commit()
+    run_out_the_lock(email)
     assert login(client, email, "wrong again!!").status_code == 429
-    user = fetch_user(email)
-    assert user.failed_login_count == 6
+    state = throttle(email)
+    assert state.failed_count == 6
     base = app.config["LOGIN_LOCK_BASE_SECONDS"]
-    remaining = (user.locked_until - dt.datetime.now(dt.UTC)).total_seconds()
+    remaining = (state.locked_until - dt.datetime.now(dt.UTC)).total_seconds()
     assert 2 * base - 30 < remaining <= 2 * base
+
+
+def test_unknown_addresses_lock_exactly_like_real_ones(client, world: World) -> None:
+    """The answers must not tell an attacker which addresses have accounts."""
+    real = [
+        login(client, "clinician@a.example.org", f"wrong {n} password").status_code
+        for n in range(7)
+    ]
+    unknown = [
+        login(client, "nobody@a.example.org", f"wrong {n} password").status_code for n in range(7)
+    ]
+    assert real == unknown == [401, 401, 401, 401, 429, 429, 429]
+    assert throttle("nobody@a.example.org").email_sha256 != "nobody@a.example.org"
+
+
+def test_a_lock_on_one_address_leaves_others_alone(client, world: World) -> None:
+    for n in range(5):
+        login(client, "clinician@a.example.org", f"wrong password {n}")
+    assert login(client, "admin@a.example.org").status_code == 302
 
 
 @pytest.mark.parametrize(
