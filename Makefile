@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format clean install
+.PHONY: run test lint format bench clean install
 
 # Reinstall only when the project's dependencies change.
 $(BIN)/python:
@@ -44,6 +44,10 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Benchmarks print ratios against baselines measured in the same run (bench/README.md).
+bench: install
+	@for script in bench/*_bench.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

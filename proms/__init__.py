@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - the value refused in production
@@ -19,6 +19,9 @@ class ConfigurationError(RuntimeError):
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the web application (also used by the CLI, the scheduler and migrations)."""
+    # Imported here so that `import proms.scoring` (the pure core) does not load Flask.
+    from flask import Flask
+
     app = Flask(
         __name__,
         instance_relative_config=True,
@@ -60,6 +63,8 @@ def _finish_config(app: Flask) -> None:
     if app.config["PROXY_FIX_HOPS"]:
         # Behind a TLS-terminating proxy: trust its X-Forwarded-* headers, so the scheme (HSTS,
         # secure cookies), host (the Origin check) and client address (audit log) are right.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
         hops = int(app.config["PROXY_FIX_HOPS"])
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops

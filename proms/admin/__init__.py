@@ -9,3 +9,4 @@ def init_app(app: Flask) -> None:
     from proms.admin import cli
 
     app.cli.add_command(cli.clinic)
+    app.cli.add_command(cli.instruments)

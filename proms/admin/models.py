@@ -105,8 +105,18 @@ class Patient(db.Model):
         return f"<Patient {self.id}>"
 
 
+class InstrumentSource(enum.StrEnum):
+    BUNDLED = "bundled"  # a snapshot of a definition shipped with proms
+    IMPORTED = "imported"  # loaded by this deployment (official wording, or a new instrument)
+
+
 class Instrument(db.Model):
-    """One version of a questionnaire, its whole definition stored so old answers stay readable."""
+    """A snapshot of one instrument definition, stored whole so old answers stay readable.
+
+    Rows are never changed: a response points at the exact definition it was answered with. An
+    imported definition (official wording) overrides the bundled one of the same code and
+    version for everything that comes after it.
+    """
 
     __tablename__ = "instrument"
 
@@ -114,11 +124,19 @@ class Instrument(db.Model):
     code: Mapped[str] = mapped_column(String(64))
     version: Mapped[str] = mapped_column(String(32))
     title: Mapped[str] = mapped_column(String(200))
+    source: Mapped[InstrumentSource] = mapped_column(
+        enum_type(InstrumentSource, "instrument_source"),
+        default=InstrumentSource.BUNDLED,
+        server_default=InstrumentSource.BUNDLED.value,
+    )
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     definition_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("code", "version"),)
+    __table_args__ = (
+        UniqueConstraint("code", "version", "definition_sha256"),
+        Index(None, "code", "version", "created_at"),
+    )
 
 
 class Protocol(db.Model):

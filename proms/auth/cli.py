@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 import click
 from flask import current_app
 
@@ -30,14 +28,10 @@ def cli_audit(
     action: str, staff_email: str, *, clinic_id: int | None = None, **detail: str
 ) -> None:
     """Audit a command-line change: who ran it (the operating-system user) and on whom."""
-    try:
-        os_user = getpass.getuser()
-    except (OSError, KeyError):
-        os_user = "unknown"
     services.record_event(
         db.session,
         action,
-        actor_email=f"cli:{os_user}",
+        actor_email=services.cli_actor(),
         clinic_id=clinic_id,
         detail={"via": "cli", "staff_email": staff_email, **detail},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import getpass
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -59,6 +60,15 @@ class RequestInfo:
 
     ip_address: str | None = None
     user_agent: str | None = None
+
+
+def cli_actor() -> str:
+    """Who ran a command-line change, for the audit log: "cli:<operating-system user>"."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        user = "unknown"
+    return f"cli:{user}"
 
 
 def normalize_email(email: str) -> str:

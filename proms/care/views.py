@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
+from proms.admin.instruments import deployment_registry
 from proms.auth.audit import audit_patient_view, request_info
 from proms.auth.scoping import patient_or_404, visible_patients
 from proms.auth.services import record_event
@@ -53,6 +54,17 @@ def patients() -> ResponseReturnValue:
     )
     db.session.commit()
     return html
+
+
+@bp.route("/instruments")
+@login_required
+def instruments() -> ResponseReturnValue:
+    """Which questionnaires this deployment has, where their wording and tables come from."""
+    registry = deployment_registry(db.session)
+    production = current_app.config["ENV"] == "production"
+    return render_template(
+        "care/instruments.html", definitions=list(registry), production=production
+    )
 
 
 @bp.route("/patients/<id:patient_id>")

@@ -1,0 +1,79 @@
+"""This deployment's instruments: the bundled definitions plus what the clinic imported.
+
+The pure `proms.instruments` package knows files and formats; this service keeps imported
+definitions (official wording, new instruments) in the database, so every web worker, host and
+scheduler process sees the same set. Flush, never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proms.admin.models import Instrument, InstrumentSource
+from proms.instruments.loader import parse_definition
+from proms.instruments.model import InstrumentDefinition
+from proms.instruments.registry import Registry, bundled_registry
+
+
+def definition_sha256(definition: InstrumentDefinition) -> str:
+    canonical = json.dumps(definition.to_json(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def deployment_registry(session: Session) -> Registry:
+    """Bundled definitions, each replaced by the latest import of the same code and version."""
+    latest: dict[tuple[str, str], Instrument] = {}
+    rows = session.scalars(
+        select(Instrument)
+        .where(Instrument.source == InstrumentSource.IMPORTED)
+        .order_by(Instrument.created_at, Instrument.id)
+    )
+    for row in rows:
+        latest[(row.code, row.version)] = row
+    imported = [
+        parse_definition(
+            row.definition, filename=f"imported {row.code} {row.version} (row {row.id})"
+        )
+        for row in latest.values()
+    ]
+    return bundled_registry().with_definitions(*imported)
+
+
+def snapshot(
+    session: Session,
+    definition: InstrumentDefinition,
+    source: InstrumentSource = InstrumentSource.BUNDLED,
+) -> Instrument:
+    """The row holding exactly this definition, created on first use (responses point at it)."""
+    digest = definition_sha256(definition)
+    row = session.scalar(
+        select(Instrument).where(
+            Instrument.code == definition.code,
+            Instrument.version == definition.version,
+            Instrument.definition_sha256 == digest,
+        )
+    )
+    if row is None:
+        row = Instrument(
+            code=definition.code,
+            version=definition.version,
+            title=definition.title,
+            source=source,
+            definition=definition.to_json(),
+            definition_sha256=digest,
+        )
+        session.add(row)
+        session.flush()
+    elif source is InstrumentSource.IMPORTED and row.source is not InstrumentSource.IMPORTED:
+        row.source = InstrumentSource.IMPORTED
+        session.flush()
+    return row
+
+
+def store_import(session: Session, definition: InstrumentDefinition) -> Instrument:
+    """Keep an imported definition; from now on it replaces the bundled one of its version."""
+    return snapshot(session, definition, InstrumentSource.IMPORTED)

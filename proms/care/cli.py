@@ -1,0 +1,109 @@
+"""`proms score` (analysts: score a CSV) and `proms rescore` (after a scoring change)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+from sqlalchemy.exc import SQLAlchemyError
+
+from proms.admin.instruments import deployment_registry
+from proms.auth.services import cli_actor, record_event
+from proms.care.scoring import rescore
+from proms.db import db
+from proms.instruments.registry import Registry, bundled_registry
+from proms.scoring import SCORING_VERSION
+from proms.scoring.batch import BatchInputError, score_csv
+
+
+def _registry_for_scoring() -> Registry:
+    """The deployment's instruments; the bundled ones when there is no migrated database."""
+    try:
+        return deployment_registry(db.session)
+    except SQLAlchemyError:
+        db.session.rollback()
+        click.echo(
+            "note: no proms database here; scoring with the bundled instruments only.", err=True
+        )
+        return bundled_registry()
+
+
+@click.command("score")
+@click.argument("input_path", metavar="INPUT.csv", type=click.Path(path_type=Path))
+@click.option(
+    "--output",
+    "output_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the scored CSV (default: standard output).",
+)
+def score_command(input_path: Path, output_path: Path | None) -> None:
+    """Score a CSV of completed questionnaires (one row each; blank cell = unanswered)."""
+    forms = {definition.code: definition.form() for definition in _registry_for_scoring()}
+    try:
+        source = input_path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise click.UsageError(f"cannot read {input_path}: {exc.strerror}") from exc
+    try:
+        with source:
+            if output_path is None:
+                summary = score_csv(source, sys.stdout, forms)
+            else:
+                with output_path.open("w", newline="", encoding="utf-8") as target:
+                    summary = score_csv(source, target, forms)
+    except BatchInputError as exc:
+        if output_path is not None:
+            output_path.unlink(missing_ok=True)  # no half-written file that looks like a result
+        raise click.UsageError(f"{input_path}: {exc}") from exc
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {output_path}: {exc.strerror}") from exc
+    counts = ", ".join(f"{n} {method}" for method, n in sorted(summary.by_method.items()))
+    click.echo(
+        f"scored {summary.rows} rows ({counts or 'none'}) with scoring {SCORING_VERSION}", err=True
+    )
+
+
+@click.command("rescore")
+@click.option("--dry-run", is_flag=True, help="Report what would change; change nothing.")
+@click.option("--limit", default=50, show_default=True, help="How many changes to list.")
+def rescore_command(dry_run: bool, limit: int) -> None:
+    """Recompute every stored score with the current scoring and report what changed."""
+    report = rescore(db.session, deployment_registry(db.session), apply=not dry_run)
+    if dry_run:
+        db.session.rollback()
+    else:
+        record_event(
+            db.session,
+            "scores.rescored",
+            actor_email=cli_actor(),
+            detail={
+                "scoring_version": SCORING_VERSION,
+                "responses": report.responses,
+                "changed": len(report.changes),
+            },
+        )
+        db.session.commit()
+    verb = "would change" if dry_run else "changed"
+    click.echo(
+        f"{report.responses} responses rescored with {SCORING_VERSION}: "
+        f"{len(report.changes)} scores {verb}, {report.unchanged} unchanged."
+    )
+    for change in report.changes[:limit]:
+        click.echo(
+            f"  response {change.response_id} {change.scale}: "
+            f"{_describe(change.before)} -> {_describe(change.after)}"
+        )
+    if len(report.changes) > limit:
+        click.echo(f"  ... and {len(report.changes) - limit} more")
+
+
+def _describe(values: dict[str, object] | None) -> str:
+    if values is None:
+        return "no score"
+    shown = [
+        f"{name}={values[name]}"
+        for name in ("raw_score", "t_score", "standard_error")
+        if values[name] is not None
+    ]
+    return f"{values['method']} " + " ".join(shown)

@@ -1,0 +1,524 @@
+"""Instrument definitions as frozen values, and their one JSON form.
+
+`definition_from_json` expects data the loader has already validated (schema.json plus the
+semantic checks in loader.py); `InstrumentDefinition.to_json` is its exact inverse, so a
+definition can be stored, exported and reloaded without loss.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from proms.instruments.errors import NotSendableError
+from proms.scoring.change import Threshold
+from proms.scoring.types import (
+    Answer,
+    Direction,
+    Form,
+    ItemCalibration,
+    Method,
+    PromisForm,
+    Scale,
+    SummedForm,
+    UnscoredForm,
+)
+
+FORMAT_VERSION = 1
+
+# Instruments whose wording we wrote ourselves: nobody else's official text exists to load.
+OWN_INSTRUMENT_OWNER = "proms"
+
+PRODUCTION = "production"
+
+
+class WordingSource(enum.StrEnum):
+    SUMMARY = "summary"  # our own plain-language summary of each item
+    OFFICIAL = "official"  # the owner's wording, loaded by the clinic from a licensed file
+
+
+class ScoringMethod(enum.StrEnum):
+    PROMIS_TABLE = "promis_table"  # sum-score -> T table; response pattern when incomplete
+    SUM = "sum"
+    MEAN = "mean"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    value: int
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One question: a stable id (the PROMIS item ID where there is one) and its answers."""
+
+    id: str
+    text: str
+    options: tuple[Option, ...]
+    reverse: bool = False  # values run opposite to the display order (already reversed)
+    loinc: str | None = None
+
+    @property
+    def values(self) -> tuple[int, ...]:
+        return tuple(option.value for option in self.options)
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """Where the item text came from: our summary, or official wording imported from a file."""
+
+    source: WordingSource
+    reference: str
+    imported_at: str | None = None  # ISO 8601 date (or date-time) of the import
+
+
+@dataclass(frozen=True, slots=True)
+class Licence:
+    holder: str
+    notice: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoincCodes:
+    """Instrument-level LOINC codes; only codes the reference does not mark UNCONFIRMED."""
+
+    panel: str | None = None
+    score: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeThreshold:
+    """A meaningful-change threshold as the definition states it, with its evidence.
+
+    `kind`: group_mid, individual, relative (percent of baseline) or distribution (a fraction of
+    an SD). Exactly one threshold of a scored instrument is `primary`: the one used to classify
+    change; the others are alternatives staff can choose.
+    """
+
+    value: float
+    unit: str  # "T", "points" or "percent" (proms.scoring.change.UNITS)
+    kind: str
+    source: str
+    evidence: str  # PUBLISHED, PUBLISHED_INDIRECT, GENERIC or UNCONFIRMED
+    primary: bool
+    scale: str = "total"
+    substantial: float | None = None
+    note: str = ""
+
+    def to_threshold(self) -> Threshold:
+        """The scoring module's Threshold; its evidence reads e.g. "UNCONFIRMED: no value found"."""
+        evidence = f"{self.evidence}: {self.note}" if self.note else self.evidence
+        return Threshold(self.value, self.unit, self.source, evidence, self.substantial)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRule:
+    """Raise an alert when any item in scope (all items when `items` is empty) has this value."""
+
+    kind: str
+    when_any_item_value: int
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    raw: int
+    t_score: float
+    standard_error: float
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Graded response model parameters of every item, from one item bank."""
+
+    bank: str
+    source: str
+    items: tuple[tuple[str, ItemCalibration], ...]
+
+    def as_mapping(self) -> dict[str, ItemCalibration]:
+        return dict(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Norm:
+    scale: str
+    mean: float
+    sd: float
+
+
+@dataclass(frozen=True, slots=True)
+class Norms:
+    source: str
+    population: str
+    values: tuple[Norm, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """How an instrument is scored, with the data the method needs."""
+
+    method: ScoringMethod
+    # promis_table
+    table: tuple[TableRow, ...] = ()
+    table_status: str | None = None  # the reference's evidence status, e.g. "CONFIRMED"
+    table_status_detail: str = ""
+    table_sources: str = ""
+    calibration: Calibration | None = None
+    no_calibration_reason: str = ""
+    # sum / mean
+    scales: tuple[Scale, ...] = ()
+    missing_rule: str = ""
+    norms: Norms | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentDefinition:
+    """One version of one instrument, exactly as its definition file states it."""
+
+    code: str
+    version: str
+    title: str
+    domain: str
+    direction: Direction
+    recall_period: str | None
+    language: str
+    owner: str  # "proms" for our own instruments
+    items: tuple[Item, ...]
+    scoring: Scoring
+    thresholds: tuple[ChangeThreshold, ...]
+    alerts: tuple[AlertRule, ...]
+    wording: Wording
+    licence: Licence
+    loinc: LoincCodes
+    notes: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.code, self.version)
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        return tuple(item.id for item in self.items)
+
+    def item(self, item_id: str) -> Item:
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        raise KeyError(f"{self.code} {self.version} has no item {item_id!r}")
+
+    @property
+    def table_status(self) -> str | None:
+        """The evidence status of the scoring table (None when the method has no table)."""
+        return self.scoring.table_status
+
+    @property
+    def primary_threshold(self) -> Threshold | None:
+        for threshold in self.thresholds:
+            if threshold.primary:
+                return threshold.to_threshold()
+        return None
+
+    @property
+    def is_own(self) -> bool:
+        return self.owner == OWN_INSTRUMENT_OWNER
+
+    @property
+    def needs_official_wording(self) -> bool:
+        """True while an instrument someone else owns carries only our summary wording."""
+        return self.wording.source is WordingSource.SUMMARY and not self.is_own
+
+    def check_sendable(self, env: str) -> None:
+        """Refuse, in production, to send an instrument whose wording is only our summary."""
+        if env == PRODUCTION and self.needs_official_wording:
+            raise NotSendableError(
+                f"{self.code} {self.version} ({self.title}) has only proms' plain-language "
+                "summary wording, and production sends only official wording. Load the "
+                "official wording you are licensed to use (licence holder: "
+                f"{self.licence.holder}) with `proms instruments import FILE` (a FHIR R4 "
+                "Questionnaire JSON or a REDCap data dictionary CSV)."
+            )
+
+    def alert_items(self, answers: Mapping[str, Answer]) -> tuple[str, ...]:
+        """Ids of the items whose answers trigger an alert rule, in on-form order."""
+        hits: set[str] = set()
+        for rule in self.alerts:
+            for item_id in rule.items or self.item_ids:
+                value = answers.get(item_id)
+                if (
+                    value is not None
+                    and not isinstance(value, bool)
+                    and value == rule.when_any_item_value
+                ):
+                    hits.add(item_id)
+        return tuple(item_id for item_id in self.item_ids if item_id in hits)
+
+    def form(self) -> Form:
+        """The scoring form: PromisForm, SummedForm or UnscoredForm."""
+        scoring = self.scoring
+        if scoring.method is ScoringMethod.PROMIS_TABLE:
+            return PromisForm(
+                code=self.code,
+                version=self.version,
+                item_ids=self.item_ids,
+                item_values={item.id: frozenset(item.values) for item in self.items},
+                table={row.raw: (row.t_score, row.standard_error) for row in scoring.table},
+                calibration=(
+                    None if scoring.calibration is None else scoring.calibration.as_mapping()
+                ),
+                no_calibration_reason=scoring.no_calibration_reason,
+            )
+        if scoring.method in (ScoringMethod.SUM, ScoringMethod.MEAN):
+            return SummedForm(
+                code=self.code,
+                version=self.version,
+                method=Method.SUM if scoring.method is ScoringMethod.SUM else Method.MEAN,
+                scales=scoring.scales,
+                item_values={item.id: frozenset(item.values) for item in self.items},
+                missing_rule=scoring.missing_rule,
+            )
+        return UnscoredForm(
+            code=self.code,
+            version=self.version,
+            item_ids=self.item_ids,
+            item_values={item.id: frozenset(item.values) for item in self.items},
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The definition file's content (definition_from_json reverses it exactly)."""
+        data: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "code": self.code,
+            "version": self.version,
+            "title": self.title,
+            "domain": self.domain,
+            "direction": self.direction.value,
+            "recall_period": self.recall_period,
+            "language": self.language,
+            "owner": self.owner,
+        }
+        if self.notes:
+            data["notes"] = self.notes
+        data["loinc"] = {
+            "panel": self.loinc.panel,
+            "score": self.loinc.score,
+            "note": self.loinc.note,
+        }
+        data["licence"] = {"holder": self.licence.holder, "notice": self.licence.notice}
+        data["wording"] = {
+            "source": self.wording.source.value,
+            "reference": self.wording.reference,
+            "imported_at": self.wording.imported_at,
+        }
+        data["items"] = [_item_json(item) for item in self.items]
+        data["scoring"] = _scoring_json(self.scoring)
+        data["thresholds"] = [_threshold_json(t) for t in self.thresholds]
+        data["alerts"] = [_alert_json(rule) for rule in self.alerts]
+        return data
+
+
+def _item_json(item: Item) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "loinc": item.loinc,
+        "text": item.text,
+        "reverse": item.reverse,
+        "options": [{"value": o.value, "label": o.label} for o in item.options],
+    }
+
+
+def _scoring_json(scoring: Scoring) -> dict[str, Any]:
+    data: dict[str, Any] = {"method": scoring.method.value}
+    if scoring.method is ScoringMethod.PROMIS_TABLE:
+        data["table_status"] = scoring.table_status
+        data["table_status_detail"] = scoring.table_status_detail
+        data["table_sources"] = scoring.table_sources
+        data["table"] = [[r.raw, r.t_score, r.standard_error] for r in scoring.table]
+        if scoring.calibration is None:
+            data["calibration"] = None
+            data["no_calibration_reason"] = scoring.no_calibration_reason
+        else:
+            data["calibration"] = {
+                "bank": scoring.calibration.bank,
+                "source": scoring.calibration.source,
+                "items": {
+                    item_id: {"a": c.a, "b": list(c.thresholds)}
+                    for item_id, c in scoring.calibration.items
+                },
+            }
+    elif scoring.method in (ScoringMethod.SUM, ScoringMethod.MEAN):
+        data["scales"] = [{"key": s.key, "items": list(s.item_ids)} for s in scoring.scales]
+        data["missing_rule"] = scoring.missing_rule
+        if scoring.norms is not None:
+            data["norms"] = {
+                "source": scoring.norms.source,
+                "population": scoring.norms.population,
+                "values": [
+                    {"scale": n.scale, "mean": n.mean, "sd": n.sd} for n in scoring.norms.values
+                ],
+            }
+    return data
+
+
+def _threshold_json(threshold: ChangeThreshold) -> dict[str, Any]:
+    return {
+        "value": threshold.value,
+        "unit": threshold.unit,
+        "kind": threshold.kind,
+        "scale": threshold.scale,
+        "primary": threshold.primary,
+        "substantial": threshold.substantial,
+        "source": threshold.source,
+        "evidence": threshold.evidence,
+        "note": threshold.note,
+    }
+
+
+def _alert_json(rule: AlertRule) -> dict[str, Any]:
+    data: dict[str, Any] = {"kind": rule.kind, "when_any_item_value": rule.when_any_item_value}
+    if rule.items:
+        data["items"] = list(rule.items)
+    return data
+
+
+def definition_from_json(data: Mapping[str, Any]) -> InstrumentDefinition:
+    """Build a definition from validated JSON data (see loader.parse_definition)."""
+    loinc = data["loinc"]
+    licence = data["licence"]
+    wording = data["wording"]
+    return InstrumentDefinition(
+        code=data["code"],
+        version=data["version"],
+        title=data["title"],
+        domain=data["domain"],
+        direction=Direction(data["direction"]),
+        recall_period=data["recall_period"],
+        language=data["language"],
+        owner=data["owner"],
+        notes=data.get("notes", ""),
+        loinc=LoincCodes(panel=loinc["panel"], score=loinc["score"], note=loinc["note"]),
+        licence=Licence(holder=licence["holder"], notice=licence["notice"]),
+        wording=Wording(
+            source=WordingSource(wording["source"]),
+            reference=wording["reference"],
+            imported_at=wording["imported_at"],
+        ),
+        items=tuple(
+            Item(
+                id=item["id"],
+                text=item["text"],
+                options=tuple(Option(o["value"], o["label"]) for o in item["options"]),
+                reverse=item["reverse"],
+                loinc=item["loinc"],
+            )
+            for item in data["items"]
+        ),
+        scoring=_scoring_from_json(data["scoring"]),
+        thresholds=tuple(
+            ChangeThreshold(
+                value=float(t["value"]),
+                unit=t["unit"],
+                kind=t["kind"],
+                scale=t["scale"],
+                primary=t["primary"],
+                substantial=None if t["substantial"] is None else float(t["substantial"]),
+                source=t["source"],
+                evidence=t["evidence"],
+                note=t["note"],
+            )
+            for t in data["thresholds"]
+        ),
+        alerts=tuple(
+            AlertRule(
+                kind=a["kind"],
+                when_any_item_value=a["when_any_item_value"],
+                items=tuple(a.get("items", ())),
+            )
+            for a in data["alerts"]
+        ),
+    )
+
+
+def _scoring_from_json(data: Mapping[str, Any]) -> Scoring:
+    method = ScoringMethod(data["method"])
+    if method is ScoringMethod.PROMIS_TABLE:
+        calibration = data["calibration"]
+        return Scoring(
+            method=method,
+            table=tuple(TableRow(int(r[0]), float(r[1]), float(r[2])) for r in data["table"]),
+            table_status=data["table_status"],
+            table_status_detail=data["table_status_detail"],
+            table_sources=data["table_sources"],
+            calibration=None
+            if calibration is None
+            else Calibration(
+                bank=calibration["bank"],
+                source=calibration["source"],
+                items=tuple(
+                    (
+                        item_id,
+                        ItemCalibration(
+                            a=float(params["a"]),
+                            thresholds=tuple(float(b) for b in params["b"]),
+                        ),
+                    )
+                    for item_id, params in calibration["items"].items()
+                ),
+            ),
+            no_calibration_reason=data.get("no_calibration_reason", ""),
+        )
+    if method in (ScoringMethod.SUM, ScoringMethod.MEAN):
+        norms = data.get("norms")
+        return Scoring(
+            method=method,
+            scales=tuple(Scale(s["key"], tuple(s["items"])) for s in data["scales"]),
+            missing_rule=data["missing_rule"],
+            norms=None
+            if norms is None
+            else Norms(
+                source=norms["source"],
+                population=norms["population"],
+                values=tuple(
+                    Norm(n["scale"], float(n["mean"]), float(n["sd"])) for n in norms["values"]
+                ),
+            ),
+        )
+    return Scoring(method=method)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedItem:
+    """A question read from a FHIR Questionnaire or REDCap data dictionary.
+
+    `problem` says why the item's answers could not be read (e.g. a free-text field, or answer
+    codes without numeric values); its options are then empty. An option label is "" when the
+    file gives the answer no text of its own (a bare FHIR valueInteger).
+    """
+
+    id: str
+    text: str
+    options: tuple[Option, ...]
+    loinc: str | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedForm:
+    """A form read from a file to import: its items with wording, and what the file says of it."""
+
+    file_format: str  # "fhir" or "redcap"
+    name: str
+    title: str
+    items: tuple[ImportedItem, ...]
+    code: str | None = None  # a proms instrument code, when the file carries one (our export)
+    version: str | None = None
+    language: str | None = None
+    recall_period: str | None = None
+    copyright: str | None = None
+    publisher: str | None = None
+    panel_loinc: str | None = None
+    wording: Wording | None = None  # the wording record of a proms export

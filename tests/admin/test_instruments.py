@@ -1,0 +1,126 @@
+"""The deployment's instruments: CLI list/show/export/import, storage, the staff page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from proms.admin.instruments import deployment_registry
+from proms.admin.models import Instrument, InstrumentSource
+from proms.auth.models import AuditEvent, Role
+from proms.db import db
+from proms.instruments.registry import bundled_registry
+from tests.conftest import World
+
+FIXTURES = Path(__file__).resolve().parents[1] / "instruments" / "fixtures"
+OFFICIAL_PI4A = FIXTURES / "promis_pi_4a_official_fhir.json"
+
+
+def test_list_shows_every_instrument_and_what_needs_official_wording(runner) -> None:
+    result = runner.invoke(args=["instruments", "list"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == len(bundled_registry()) == 12
+    pi = next(line for line in lines if line.startswith("promis-pi-4a "))
+    assert "CONFIRMED" in pi
+    assert "needs official wording" in pi
+    nrs = next(line for line in lines if line.startswith("pain-nrs "))
+    assert "needs official wording" not in nrs
+
+
+def test_show_and_unknown_codes(runner) -> None:
+    shown = runner.invoke(args=["instruments", "show", "promis-sd-4a"])
+    assert "Sleep109 (reverse-coded)" in shown.output
+    assert "table CONFIRMED" in shown.output
+    unknown = runner.invoke(args=["instruments", "show", "promis-xyz"])
+    assert unknown.exit_code == 1
+    assert "promis-pi-4a" in unknown.output  # says which codes exist
+
+
+def test_export_is_a_fhir_questionnaire(runner, tmp_path: Path) -> None:
+    target = tmp_path / "q.json"
+    result = runner.invoke(
+        args=["instruments", "export", "peg", "--format", "fhir", "--output", str(target)]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(target.read_text(encoding="utf-8"))
+    assert data["resourceType"] == "Questionnaire"
+    assert [item["linkId"] for item in data["item"] if item["type"] == "choice"] == [
+        "PEG1",
+        "PEG2",
+        "PEG3",
+    ]
+
+
+def test_import_of_official_wording_is_stored_and_wins(runner, app, world: World) -> None:
+    result = runner.invoke(args=["instruments", "import", str(OFFICIAL_PI4A)])
+    assert result.exit_code == 0, result.output
+    assert "wording replaced (official" in result.output
+    assert "scoring unchanged" in result.output
+    row = db.session.scalar(select(Instrument).where(Instrument.code == "promis-pi-4a"))
+    assert row.source is InstrumentSource.IMPORTED
+    definition = deployment_registry(db.session).get("promis-pi-4a")
+    assert definition.wording.source.value == "official"
+    assert not definition.needs_official_wording
+    bundled = bundled_registry().get("promis-pi-4a")
+    assert definition.scoring == bundled.scoring  # the scoring is kept
+    assert definition.items[0].text != bundled.items[0].text
+    event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "instrument.imported"))
+    assert event.detail["code"] == "promis-pi-4a"
+    listed = runner.invoke(args=["instruments", "list"]).output
+    assert "official" in next(line for line in listed.splitlines() if "promis-pi-4a " in line)
+    # Importing the same file again stores nothing new.
+    runner.invoke(args=["instruments", "import", str(OFFICIAL_PI4A)])
+    assert db.session.scalar(select(func.count()).select_from(Instrument)) == 1
+
+
+def test_a_mismatching_import_changes_nothing(runner, tmp_path: Path) -> None:
+    data = json.loads(OFFICIAL_PI4A.read_text(encoding="utf-8"))
+    group = next(item for item in data["item"] if item["type"] == "group")
+    first = group["item"][0]
+    assert first["linkId"] == "PAININ9"
+    first["answerOption"] = first["answerOption"][:-1]  # drop the option valued 5
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data), encoding="utf-8")
+    result = runner.invoke(args=["instruments", "import", str(broken)])
+    assert result.exit_code == 1
+    assert "nothing was changed" in result.output
+    assert "PAININ9" in result.output
+    assert db.session.scalar(select(func.count()).select_from(Instrument)) == 0
+
+
+def test_an_unreadable_import_is_a_clear_error(runner, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json", encoding="utf-8")
+    result = runner.invoke(args=["instruments", "import", str(junk)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert db.session.scalar(select(func.count()).select_from(Instrument)) == 0
+
+
+def test_staff_page_says_what_needs_official_wording(staff_client, world: World, runner) -> None:
+    client = staff_client(world.user("a", Role.CLINICIAN))
+    page = client.get("/instruments").get_data(as_text=True)
+    assert "10 questionnaires still need official wording" in page
+    assert "proms instruments import FILE" in page
+    assert "UNCONFIRMED_SINGLE_TRANSCRIPTION" in page  # PF 4a v2.0's table status is shown
+    runner.invoke(args=["instruments", "import", str(OFFICIAL_PI4A)])
+    page = client.get("/instruments").get_data(as_text=True)
+    assert "9 questionnaires still need official wording" in page
+    assert "official, from promis_pi_4a_official_fhir.json" in page
+
+
+def test_in_production_the_page_says_they_cannot_be_sent(make_app, world: World) -> None:
+    from tests.conftest import login
+
+    app = make_app(ENV="production", SECRET_KEY="x" * 40)
+    client = app.test_client()
+    login(client, "clinician@a.example.org")
+    page = client.get("/instruments").get_data(as_text=True)
+    assert "cannot be sent to patients" in page
+
+
+def test_instruments_page_needs_login(client) -> None:
+    assert client.get("/instruments").status_code == 302
