@@ -199,3 +199,33 @@ def test_field_errors_are_tied_to_their_controls(client) -> None:
     assert 'id="email-error"' in body
     assert 'aria-describedby="email-error"' in body
     assert 'aria-invalid="true"' in body
+
+
+def test_a_broken_instrument_file_stops_the_start_naming_file_and_field(
+    monkeypatch, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from proms.instruments import loader, registry
+    from proms.instruments.errors import DefinitionError
+
+    broken = tmp_path / "definitions"
+    shutil.copytree(loader.DEFINITIONS_DIR, broken)
+    path = broken / "promis-pi-4a.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["items"][2]["options"][1]["value"] = 1  # a duplicate answer value
+    path.write_text(json.dumps(data), encoding="utf-8")
+    monkeypatch.setattr(registry, "DEFINITIONS_DIR", broken)
+    registry.bundled_registry.cache_clear()
+    try:
+        with pytest.raises(DefinitionError, match=r"promis-pi-4a\.json: items\[2\]\.options"):
+            create_app(
+                {
+                    "ENV": "test",
+                    "SECRET_KEY": "k",
+                    "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+                }
+            )
+    finally:
+        registry.bundled_registry.cache_clear()

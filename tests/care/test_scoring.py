@@ -160,3 +160,39 @@ def test_score_command_refuses_unreadable_files_with_exit_2(
     assert message in result.output
     assert "Traceback" not in result.output
     assert not output.exists()
+
+
+def test_change_from_baseline_by_threshold_and_individual_criterion(world: World) -> None:
+    """The reference README's example: PI 4a raw 16 (T 66.6) -> raw 12 (T 61.2)."""
+    from proms.care.services import changes_from_baseline
+    from proms.scoring.change import Classification
+
+    enrollment = enroll_patient(
+        db.session, world.patients_a[0], world.protocol_a, dt.date(2026, 3, 2)
+    )
+    instrument = snapshot(db.session, bundled_registry().get("promis-pi-4a"))
+    registry = deployment_registry(db.session)
+    for assessment, answers in (
+        (enrollment.assessments[0], {"PAININ9": 4, "PAININ22": 4, "PAININ31": 4, "PAININ34": 4}),
+        (enrollment.assessments[3], {"PAININ9": 3, "PAININ22": 3, "PAININ31": 3, "PAININ34": 3}),
+        (enrollment.assessments[4], {"PAININ9": 4, "PAININ22": 4, "PAININ31": 4, "PAININ34": 5}),
+    ):
+        response = SurveyResponse(
+            assessment=assessment,
+            instrument=instrument,
+            answers=answers,
+            status=ResponseStatus.SUBMITTED,
+            submitted_at=assessment.due_at,
+        )
+        db.session.add(response)
+        db.session.flush()
+        score_response(db.session, registry, response)
+    month_3, month_6 = changes_from_baseline(db.session, registry, enrollment)
+    assert month_3.score.timepoint_key == "month_3"
+    assert month_3.change.improvement == pytest.approx(5.4)
+    assert month_3.change.reliable_change_index == pytest.approx(-2.12, abs=0.005)
+    assert month_3.change.by_threshold is Classification.IMPROVED
+    assert month_3.change.by_individual is Classification.IMPROVED
+    assert "Chen" in month_3.change.threshold.source
+    # 66.6 -> 68.0: 1.4 T worse is below the 3-point threshold.
+    assert month_6.change.by_threshold is Classification.NO_CHANGE

@@ -138,13 +138,18 @@ def test_promis_form_has_table_and_calibration(registry: Registry, code: str) ->
     assert form.calibration is not None
     assert set(form.calibration) == set(form.item_ids)
     assert len(form.table) == len(definition.scoring.table)
-    # The calibrations reproduce the table (Lord-Wingersky, the README's method): a check that
-    # the parameters were copied to the right items.
+    # The calibrations reproduce the shipped table (Lord-Wingersky EAP, the README's method)
+    # row by row. The reference README allows only the extreme rows to differ, by 0.1.
     computed = irt.lord_wingersky_table([form.calibration[i] for i in form.item_ids])
     assert computed.keys() == form.table.keys()
-    for raw, (t, se) in form.table.items():
-        assert computed[raw][0] == pytest.approx(t, abs=0.1001), raw
-        assert computed[raw][1] == pytest.approx(se, abs=0.1001), raw
+    extremes = {min(form.table), max(form.table)}
+    beyond = []
+    for raw, shipped in sorted(form.table.items()):
+        got = computed[raw]
+        close = all(abs(g - s) <= 0.1 + 1e-9 for g, s in zip(got, shipped, strict=True))
+        if got != shipped and (raw not in extremes or not close):
+            beyond.append(f"raw {raw}: shipped (T, SE) {shipped}, computed {got}")
+    assert not beyond, f"{code}: rows differ beyond the README's tolerance: {beyond}"
 
 
 def test_pf_4a_v2_has_no_calibration(registry: Registry) -> None:
