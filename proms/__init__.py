@@ -35,14 +35,30 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     else:
         app.config.update(test_config)
     _finish_config(app)
+    from proms import logs
 
-    from proms import admin, auth, care, db, demo, errors, health, security, templating
+    logs.install()
+
+    from proms import (
+        admin,
+        auth,
+        care,
+        db,
+        demo,
+        errors,
+        health,
+        i18n,
+        security,
+        surveys,
+        templating,
+    )
 
     db.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
-    for feature in (auth, care, admin, health, demo):
+    i18n.init_app(app)
+    for feature in (auth, surveys, care, admin, health, demo):
         feature.init_app(app)
     return app
 

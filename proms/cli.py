@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from flask.cli import FlaskGroup
 
-from proms import create_app
+from proms import ConfigurationError, create_app
 
 cli = FlaskGroup(create_app=lambda: create_app(), help="proms: patient-reported outcomes.")
 
 
 def main() -> None:
-    cli(prog_name="proms")
+    try:
+        cli(prog_name="proms")
+    except ConfigurationError as exc:
+        raise SystemExit(f"proms: {exc}") from None

@@ -49,3 +49,30 @@ PROXY_FIX_HOPS = 0
 
 # Staff patient list page size.
 PATIENTS_PER_PAGE = 50
+
+# Patient links and surveys.
+# The address patients reach proms at, for links in messages and `proms link`.
+PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+# A link works until its questionnaire closes, but never longer than this.
+SURVEY_LINK_MAX_AGE_DAYS = 30
+# The survey cookie (after "Start") lasts this long without activity.
+SURVEY_SESSION_MINUTES = 60
+# The optional date-of-birth check: wrong tries before the link locks, and for how long.
+IDENTITY_MAX_TRIES = 5
+IDENTITY_LOCK_MINUTES = 60
+
+# Rate limits (Flask-Limiter). memory:// suits one process; several hosts share a store such
+# as redis://127.0.0.1:6379 or memcached://127.0.0.1:11211.
+RATELIMIT_STORAGE_URI = "memory://"
+RATELIMIT_HEADERS_ENABLED = True
+LINK_RATE_LIMIT = "30 per minute"
+IDENTITY_RATE_LIMIT = "10 per minute"
+
+# Compressed responses (Flask-Compress): gzip, which every browser reads.
+COMPRESS_ALGORITHM = ["gzip"]
+COMPRESS_MIMETYPES = ["text/html", "text/css", "application/json"]
+
+# Languages of patient-facing text (Flask-Babel); staff pages are in English.
+LANGUAGES = ["en", "es"]
+BABEL_DEFAULT_LOCALE = "en"
+BABEL_TRANSLATION_DIRECTORIES = "../translations"

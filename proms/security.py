@@ -6,9 +6,16 @@ import re
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import Flask, Response, abort, request
+from flask_compress import Compress
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
 csrf = CSRFProtect()
+# Limits are set per route (patient links, identity checks); the store comes from
+# RATELIMIT_STORAGE_URI. Behind a proxy, PROXY_FIX_HOPS makes the remote address the client's.
+limiter = Limiter(get_remote_address)
+compress = Compress()
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -48,6 +55,9 @@ UNREADABLE = (
 def add_security_headers(response: Response) -> Response:
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)
+    if request.endpoint != "static":
+        # Pages hold health information: no browser or proxy keeps a copy.
+        response.headers["Cache-Control"] = "no-store"
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
@@ -89,5 +99,7 @@ def check_text() -> None:
 def init_app(app: Flask) -> None:
     app.before_request(check_text)  # first: CSRFProtect parses the form
     csrf.init_app(app)
+    limiter.init_app(app)
+    compress.init_app(app)
     app.before_request(check_origin)
     app.after_request(add_security_headers)

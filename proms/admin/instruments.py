@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proms.admin.models import Instrument, InstrumentSource
+from proms.db import utcnow
 from proms.instruments.loader import parse_definition
 from proms.instruments.model import InstrumentDefinition
 from proms.instruments.registry import Registry, bundled_registry
@@ -22,6 +23,24 @@ from proms.instruments.registry import Registry, bundled_registry
 def definition_sha256(definition: InstrumentDefinition) -> str:
     canonical = json.dumps(definition.to_json(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# Parsed definitions by content hash: rows never change, so neither does what they parse to.
+_PARSED: dict[str, InstrumentDefinition] = {}
+_PARSED_LIMIT = 512
+
+
+def stored_definition(row: Instrument) -> InstrumentDefinition:
+    """The definition a stored row holds (validated once per process and content)."""
+    definition = _PARSED.get(row.definition_sha256)
+    if definition is None:
+        definition = parse_definition(
+            row.definition, filename=f"{row.source.value} {row.code} {row.version}, row {row.id}"
+        )
+        if len(_PARSED) >= _PARSED_LIMIT:
+            _PARSED.clear()
+        _PARSED[row.definition_sha256] = definition
+    return definition
 
 
 def deployment_registry(session: Session) -> Registry:
@@ -34,13 +53,9 @@ def deployment_registry(session: Session) -> Registry:
     )
     for row in rows:
         latest[(row.code, row.version)] = row
-    imported = [
-        parse_definition(
-            row.definition, filename=f"imported {row.code} {row.version} (row {row.id})"
-        )
-        for row in latest.values()
-    ]
-    return bundled_registry().with_definitions(*imported)
+    if not latest:
+        return bundled_registry()
+    return bundled_registry().with_definitions(*map(stored_definition, latest.values()))
 
 
 def snapshot(
@@ -68,8 +83,11 @@ def snapshot(
         )
         session.add(row)
         session.flush()
-    elif source is InstrumentSource.IMPORTED and row.source is not InstrumentSource.IMPORTED:
+    elif source is InstrumentSource.IMPORTED:
+        # Imported again (perhaps after another file): it becomes the one in use. For imported
+        # rows created_at is when they were last imported; the definition itself never changes.
         row.source = InstrumentSource.IMPORTED
+        row.created_at = utcnow()
         session.flush()
     return row
 

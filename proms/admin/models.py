@@ -56,6 +56,8 @@ class Clinic(db.Model):
     time_zone: Mapped[str] = mapped_column(String(64))
     contact_phone: Mapped[str | None] = mapped_column(String(32))
     contact_email: Mapped[str | None] = mapped_column(String(254))
+    # Whether patients see their own scores on the thank-you page.
+    show_patient_scores: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:

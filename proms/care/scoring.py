@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from proms.admin.instruments import stored_definition
 from proms.admin.models import Enrollment, Instrument
 from proms.care.models import Score
 from proms.db import utcnow
-from proms.instruments.loader import parse_definition
 from proms.instruments.model import InstrumentDefinition
 from proms.instruments.registry import Registry
 from proms.scheduling.models import Assessment
@@ -36,7 +36,7 @@ def definition_for(registry: Registry, instrument: Instrument) -> InstrumentDefi
     try:
         return registry.get(instrument.code, instrument.version)
     except KeyError:
-        return parse_definition(instrument.definition, filename=f"instrument row {instrument.id}")
+        return stored_definition(instrument)
 
 
 def compute(registry: Registry, response: SurveyResponse) -> list[ScoreResult]:

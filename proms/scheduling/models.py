@@ -14,6 +14,7 @@ from proms.db import db, enum_type, utcnow
 
 if TYPE_CHECKING:
     from proms.admin.models import Enrollment, Patient, ProtocolTimepoint
+    from proms.surveys.models import SurveyResponse
 
 
 class AssessmentStatus(enum.StrEnum):
@@ -61,6 +62,9 @@ class Assessment(db.Model):
 
     enrollment: Mapped[Enrollment] = relationship(back_populates="assessments")
     timepoint: Mapped[ProtocolTimepoint] = relationship()
+    responses: Mapped[list[SurveyResponse]] = relationship(
+        back_populates="assessment", order_by="SurveyResponse.id"
+    )
 
     __table_args__ = (
         UniqueConstraint("enrollment_id", "timepoint_id"),

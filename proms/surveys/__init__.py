@@ -1,0 +1,12 @@
+"""Patient capability: token links, questionnaires built from definitions, save and resume."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    from proms.surveys import cli, views
+
+    app.register_blueprint(views.bp)
+    app.cli.add_command(cli.link_command)

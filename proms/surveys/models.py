@@ -38,8 +38,19 @@ class AccessToken(db.Model):
     expires_at: Mapped[dt.datetime]
     revoked_at: Mapped[dt.datetime | None]
     last_used_at: Mapped[dt.datetime | None]
+    # The optional date-of-birth check: wrong tries, and the lock they lead to.
+    failed_identity_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    identity_locked_until: Mapped[dt.datetime | None]
+    # Staff who made the link by hand (`proms link`, the patient page); None for messages.
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
 
     assessment: Mapped[Assessment] = relationship()
+
+    __table_args__ = (
+        CheckConstraint("failed_identity_count >= 0", name="failed_identity_count_not_negative"),
+    )
 
 
 class SurveyResponse(db.Model):
@@ -61,7 +72,7 @@ class SurveyResponse(db.Model):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[dt.datetime | None]
 
-    assessment: Mapped[Assessment] = relationship()
+    assessment: Mapped[Assessment] = relationship(back_populates="responses")
     instrument: Mapped[Instrument] = relationship()
 
     __table_args__ = (

@@ -124,3 +124,16 @@ def test_in_production_the_page_says_they_cannot_be_sent(make_app, world: World)
 
 def test_instruments_page_needs_login(client) -> None:
     assert client.get("/instruments").status_code == 302
+
+
+def test_re_importing_an_earlier_file_makes_it_the_one_in_use(runner, tmp_path: Path) -> None:
+    data = json.loads(OFFICIAL_PI4A.read_text(encoding="utf-8"))
+    group = next(item for item in data["item"] if item["type"] == "group")
+    group["item"][0]["text"] = "Second official text for PAININ9 (test)"
+    second = tmp_path / "second.json"
+    second.write_text(json.dumps(data), encoding="utf-8")
+    for path in (OFFICIAL_PI4A, second, OFFICIAL_PI4A):
+        assert runner.invoke(args=["instruments", "import", str(path)]).exit_code == 0
+    in_use = deployment_registry(db.session).get("promis-pi-4a")
+    assert in_use.items[0].text == "Official text for PAININ9 (test)"
+    assert db.session.scalar(select(func.count()).select_from(Instrument)) == 2

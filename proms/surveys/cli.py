@@ -1,0 +1,71 @@
+"""`proms link MRN`: a new link to the patient's open questionnaire, for staff on the phone."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import click
+from flask import current_app
+from sqlalchemy import select
+
+from proms.admin.instruments import deployment_registry
+from proms.admin.models import Clinic, Patient
+from proms.auth.services import cli_actor, record_event
+from proms.db import db, utcnow
+from proms.instruments.errors import NotSendableError
+from proms.surveys import links
+from proms.surveys.services import definitions_to_send
+
+
+def link_url(raw_token: str) -> str:
+    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/s/{raw_token}"
+
+
+def link_max_age() -> dt.timedelta:
+    return dt.timedelta(days=current_app.config["SURVEY_LINK_MAX_AGE_DAYS"])
+
+
+@click.command("link")
+@click.argument("mrn")
+@click.option(
+    "--clinic",
+    "clinic_slug",
+    default=None,
+    help="The clinic's short name, when the MRN exists in several clinics.",
+)
+def link_command(mrn: str, clinic_slug: str | None) -> None:
+    """Print a new link to the patient's currently open questionnaire."""
+    query = select(Patient).where(Patient.mrn == mrn)
+    if clinic_slug:
+        query = query.join(Clinic).where(Clinic.slug == clinic_slug)
+    patients = db.session.scalars(query).all()
+    if not patients:
+        raise click.ClickException(
+            f"No patient with MRN {mrn}" + (f" at {clinic_slug}." if clinic_slug else ".")
+        )
+    if len(patients) > 1:
+        raise click.ClickException(
+            f"MRN {mrn} exists in several clinics: add --clinic "
+            + " or ".join(p.clinic.slug for p in patients)
+        )
+    patient = patients[0]
+    now = utcnow()
+    assessment = links.open_assessment_of(db.session, patient, now)
+    if assessment is None:
+        raise click.ClickException(f"Patient {mrn} has no questionnaire open today.")
+    try:
+        for definition in definitions_to_send(deployment_registry(db.session), assessment):
+            definition.check_sendable(current_app.config["ENV"])
+    except NotSendableError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raw = links.mint_token(db.session, assessment, now=now, max_age=link_max_age())
+    record_event(
+        db.session,
+        "link.created",
+        actor_email=cli_actor(),
+        clinic_id=patient.clinic_id,
+        patient_id=patient.id,
+        detail={"assessment_id": assessment.id, "via": "cli"},
+    )
+    db.session.commit()
+    click.echo(link_url(raw))

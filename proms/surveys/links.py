@@ -1,0 +1,166 @@
+"""Patient links: random tokens stored only as hashes, and what a link can do right now.
+
+Services: flush, never commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from proms.admin.models import Channel, Clinic, EnrollmentStatus, Patient
+from proms.auth.models import StaffUser
+from proms.scheduling.models import (
+    Assessment,
+    AssessmentStatus,
+    Notification,
+    NotificationKind,
+)
+from proms.surveys.models import AccessToken
+
+TOKEN_BYTES = 32  # 256 bits
+
+
+class LinkState(enum.StrEnum):
+    OK = "ok"
+    UNKNOWN = "unknown"  # no such token (404)
+    EXPIRED = "expired"  # this link is too old or the window has closed (410)
+    COMPLETED = "completed"  # already answered (200)
+    WITHDRAWN = "withdrawn"  # follow-up stopped (410)
+    NOT_YET_OPEN = "not_yet_open"  # come back later (200)
+
+
+STATUS_CODES = {
+    LinkState.OK: 200,
+    LinkState.UNKNOWN: 404,
+    LinkState.EXPIRED: 410,
+    LinkState.COMPLETED: 200,
+    LinkState.WITHDRAWN: 410,
+    LinkState.NOT_YET_OPEN: 200,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCheck:
+    state: LinkState
+    token: AccessToken | None = None
+    assessment: Assessment | None = None
+    clinic: Clinic | None = None
+    # An expired link while the questionnaire is still open: offer to send a fresh one.
+    can_request_new_link: bool = False
+
+    @property
+    def status_code(self) -> int:
+        return STATUS_CODES[self.state]
+
+
+def hash_token(raw: str) -> bytes:
+    return hashlib.sha256(raw.encode("utf-8")).digest()
+
+
+def token_hint(raw: str) -> str:
+    """What logs may say about a token: the first characters of its hash."""
+    return hash_token(raw).hex()[:8]
+
+
+def mint_token(
+    session: Session,
+    assessment: Assessment,
+    *,
+    now: dt.datetime,
+    max_age: dt.timedelta,
+    notification: Notification | None = None,
+    created_by: StaffUser | None = None,
+) -> str:
+    """A new link for an assessment; returns the raw token (shown once, never stored)."""
+    raw = secrets.token_urlsafe(TOKEN_BYTES)
+    session.add(
+        AccessToken(
+            token_hash=hash_token(raw),
+            assessment=assessment,
+            notification_id=notification.id if notification else None,
+            created_by_id=created_by.id if created_by else None,
+            created_at=now,
+            expires_at=min(now + max_age, assessment.closes_at),
+        )
+    )
+    session.flush()
+    return raw
+
+
+def find_token(session: Session, raw: str) -> AccessToken | None:
+    if not raw or len(raw) > 100:  # ours are 43 characters; anything longer is not one of them
+        return None
+    return session.scalar(select(AccessToken).where(AccessToken.token_hash == hash_token(raw)))
+
+
+def check_token(token: AccessToken | None, now: dt.datetime) -> LinkCheck:
+    """What a link can do at `now`, most decisive reason first."""
+    if token is None:
+        return LinkCheck(LinkState.UNKNOWN)
+    assessment = token.assessment
+    enrollment = assessment.enrollment
+    clinic = enrollment.patient.clinic
+    found = {"token": token, "assessment": assessment, "clinic": clinic}
+    if assessment.status is AssessmentStatus.COMPLETED:
+        return LinkCheck(LinkState.COMPLETED, **found)
+    if (
+        enrollment.status is EnrollmentStatus.WITHDRAWN
+        or assessment.status is AssessmentStatus.CANCELLED
+        or enrollment.patient.opted_out_at is not None
+    ):
+        return LinkCheck(LinkState.WITHDRAWN, **found)
+    if assessment.status is AssessmentStatus.EXPIRED or now >= assessment.closes_at:
+        return LinkCheck(LinkState.EXPIRED, **found)
+    if now < assessment.opens_at:
+        return LinkCheck(LinkState.NOT_YET_OPEN, **found)
+    if token.revoked_at is not None or now >= token.expires_at:
+        can_resend = enrollment.patient.preferred_channel is not Channel.NONE and bool(
+            enrollment.patient.email or enrollment.patient.phone
+        )
+        return LinkCheck(LinkState.EXPIRED, can_request_new_link=can_resend, **found)
+    return LinkCheck(LinkState.OK, **found)
+
+
+def request_new_link(session: Session, token: AccessToken, *, now: dt.datetime) -> bool:
+    """Queue a fresh link to the contact on file (the outbox sends it); at most one per hour.
+
+    Returns False when one was already queued in the last hour (the patient is told the same).
+    """
+    patient: Patient = token.assessment.enrollment.patient
+    key = f"assessment:{token.assessment_id}:new_link:{now:%Y-%m-%dT%H}"
+    exists = session.scalar(select(Notification.id).where(Notification.idempotency_key == key))
+    if exists is not None:
+        return False
+    channel = patient.preferred_channel
+    if channel is Channel.NONE:
+        channel = Channel.EMAIL if patient.email else Channel.SMS
+    session.add(
+        Notification(
+            idempotency_key=key,
+            patient_id=patient.id,
+            assessment_id=token.assessment_id,
+            kind=NotificationKind.NEW_LINK,
+            channel=channel,
+            send_after=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def open_assessment_of(session: Session, patient: Patient, now: dt.datetime) -> Assessment | None:
+    """The patient's assessment that can be answered now (the one due soonest)."""
+    for enrollment in patient.enrollments:
+        if enrollment.status is not EnrollmentStatus.ACTIVE:
+            continue
+        for assessment in enrollment.assessments:
+            if assessment.is_open(now):
+                return assessment
+    return None

@@ -1,0 +1,321 @@
+"""Patient pages: the link, the welcome page, one question per screen, review, thank you."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from zoneinfo import ZoneInfo
+
+from flask import (
+    Blueprint,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from werkzeug.wrappers import Response
+
+from proms.admin.instruments import deployment_registry
+from proms.care.models import Score
+from proms.db import db, utcnow
+from proms.instruments.errors import NotSendableError
+from proms.security import limiter
+from proms.surveys import links
+from proms.surveys import services as survey
+from proms.surveys import session as survey_session
+from proms.surveys.forms import (
+    IdentityForm,
+    NewLinkForm,
+    StartForm,
+    SubmitAnswersForm,
+    question_form_class,
+)
+from proms.surveys.models import AccessToken
+
+log = logging.getLogger(__name__)
+bp = Blueprint("surveys", __name__, url_prefix="/s")
+
+
+def _link_limit() -> str:
+    return str(current_app.config["LINK_RATE_LIMIT"])
+
+
+def _identity_limit() -> str:
+    return str(current_app.config["IDENTITY_RATE_LIMIT"])
+
+
+def _use_language_of(check: links.LinkCheck) -> None:
+    """Patient pages speak the patient's language and show the clinic's name."""
+    g.survey_clinic = check.clinic
+    if check.assessment is not None:
+        g.patient_language = check.assessment.enrollment.patient.language
+
+
+def _state_page(check: links.LinkCheck, token: str | None = None) -> ResponseReturnValue:
+    """The friendly page of a link that cannot be used right now (nothing about the patient)."""
+    opens_on = None
+    if check.state is links.LinkState.NOT_YET_OPEN and check.assessment is not None:
+        zone = ZoneInfo(check.assessment.enrollment.patient.time_zone)
+        opens_on = check.assessment.opens_at.astimezone(zone).date()
+    body = render_template(
+        "surveys/state.html",
+        state=check.state.value,
+        clinic=check.clinic,
+        opens_on=opens_on,
+        token=token if check.can_request_new_link else None,
+        new_link_form=NewLinkForm() if check.can_request_new_link else None,
+    )
+    return body, check.status_code
+
+
+@bp.route("/<token>", methods=["GET"])
+@limiter.limit(_link_limit)
+def landing(token: str) -> ResponseReturnValue:
+    """Opening a link changes nothing: mail scanners and previews fetch links too."""
+    check = links.check_token(links.find_token(db.session, token), utcnow())
+    log.info("survey link opened: %s (%s)", check.state.value, links.token_hint(token))
+    _use_language_of(check)
+    if check.state is not links.LinkState.OK:
+        return _state_page(check, token)
+    assert check.assessment is not None
+    registry = deployment_registry(db.session)
+    count = survey.planned_question_count(registry, check.assessment)
+    return render_template(
+        "surveys/welcome.html",
+        clinic=check.clinic,
+        question_count=count,
+        minutes=max(1, round(count * survey.SECONDS_PER_QUESTION / 60)),
+        form=StartForm(),
+        token=token,
+    )
+
+
+@bp.route("/<token>", methods=["POST"])
+@limiter.limit(_link_limit)
+def start(token: str) -> ResponseReturnValue:
+    """ "Start": trade the link for the survey cookie and continue on URLs without it."""
+    now = utcnow()
+    found = links.find_token(db.session, token)
+    check = links.check_token(found, now)
+    _use_language_of(check)
+    if check.state is not links.LinkState.OK:
+        return _state_page(check, token)
+    assert found is not None
+    assert check.assessment is not None
+    try:
+        plan = survey.start(
+            db.session,
+            deployment_registry(db.session),
+            check.assessment,
+            now=now,
+            env=current_app.config["ENV"],
+        )
+    except NotSendableError:
+        db.session.rollback()
+        log.error(
+            "survey refused: an instrument has no official wording (%s)", links.token_hint(token)
+        )
+        return render_template("surveys/unavailable.html", clinic=check.clinic), 503
+    found.last_used_at = now
+    db.session.commit()
+    needs_check = check.assessment.enrollment.protocol.requires_identity_check
+    target = url_for("surveys.identity") if needs_check else _resume_url(plan)
+    response = redirect(target, 303)
+    return survey_session.write(
+        response, survey_session.SurveySession(found.id, identity_checked=not needs_check)
+    )
+
+
+@bp.route("/<token>/new-link", methods=["POST"])
+@limiter.limit(_link_limit)
+def new_link(token: str) -> ResponseReturnValue:
+    now = utcnow()
+    found = links.find_token(db.session, token)
+    check = links.check_token(found, now)
+    _use_language_of(check)
+    if not check.can_request_new_link or found is None:
+        return _state_page(check)
+    links.request_new_link(db.session, found, now=now)
+    db.session.commit()
+    return render_template("surveys/new_link_sent.html", clinic=check.clinic)
+
+
+class _Current:
+    """The survey of this request's cookie, or the response to send instead."""
+
+    def __init__(self) -> None:
+        self.response: ResponseReturnValue | None = None
+        self.survey = survey_session.read(
+            request.cookies.get(survey_session.cookie_name(current_app))
+        )
+        self.token: AccessToken | None = None
+        if self.survey is None:
+            self.response = render_template("surveys/session_ended.html"), 403
+            return
+        self.token = db.session.get(AccessToken, self.survey.token_id)
+        self.check = links.check_token(self.token, utcnow())
+        _use_language_of(self.check)
+        if self.check.state is links.LinkState.COMPLETED and request.endpoint != "surveys.done":
+            self.response = redirect(url_for("surveys.done"), 303)
+        elif self.check.state not in (links.LinkState.OK, links.LinkState.COMPLETED):
+            self.response = _state_page(self.check)
+        elif not self.survey.identity_checked and request.endpoint != "surveys.identity":
+            self.response = redirect(url_for("surveys.identity"), 303)
+
+    @property
+    def assessment(self):  # type: ignore[no-untyped-def]
+        return self.check.assessment
+
+
+def _renewed(body: ResponseReturnValue, current: _Current) -> Response:
+    """The response, with the survey cookie renewed (sliding expiry)."""
+    response = make_response(body)
+    assert current.survey is not None
+    return survey_session.write(response, current.survey)
+
+
+def _resume_url(plan: survey.SurveyPlan) -> str:
+    number = plan.first_unanswered()
+    return url_for("surveys.question", number=number) if number else url_for("surveys.review")
+
+
+@bp.route("/check", methods=["GET", "POST"])
+@limiter.limit(_identity_limit, methods=["POST"])
+def identity() -> ResponseReturnValue:
+    """The optional date-of-birth check before the first question."""
+    current = _Current()
+    if current.response is not None:
+        return current.response
+    assert current.survey is not None
+    assert current.token is not None
+    plan = survey.load_plan(current.assessment)
+    if current.survey.identity_checked:
+        return redirect(_resume_url(plan), 303)
+    token = current.token
+    patient = current.assessment.enrollment.patient
+    now = utcnow()
+    form = IdentityForm()
+    locked_until = token.identity_locked_until
+    if locked_until is not None and locked_until > now:
+        retry_at = locked_until.astimezone(ZoneInfo(patient.time_zone))
+        return render_template("surveys/identity.html", form=form, retry_at=retry_at), 429
+    if request.method == "GET" or not form.validate():
+        status = 400 if request.method == "POST" else 200
+        return render_template("surveys/identity.html", form=form, retry_at=None), status
+    try:
+        given = dt.date(form.year.data, form.month.data, form.day.data)  # type: ignore[arg-type]
+    except ValueError:
+        given = None
+    if given is not None and given == patient.birth_on:
+        token.failed_identity_count = 0
+        db.session.commit()
+        current.survey = survey_session.SurveySession(token.id, identity_checked=True)
+        return _renewed(redirect(_resume_url(plan), 303), current)
+    token.failed_identity_count += 1
+    if token.failed_identity_count >= current_app.config["IDENTITY_MAX_TRIES"]:
+        token.failed_identity_count = 0
+        token.identity_locked_until = now + dt.timedelta(
+            minutes=current_app.config["IDENTITY_LOCK_MINUTES"]
+        )
+    db.session.commit()
+    log.info("survey identity check failed (%s)", token.id)
+    if token.identity_locked_until is not None and token.identity_locked_until > now:
+        retry_at = token.identity_locked_until.astimezone(ZoneInfo(patient.time_zone))
+        return render_template("surveys/identity.html", form=form, retry_at=retry_at), 429
+    form.form_errors.append("mismatch")
+    return render_template("surveys/identity.html", form=form, retry_at=None), 400
+
+
+@bp.route("/q/<int:number>", methods=["GET", "POST"])
+def question(number: int) -> ResponseReturnValue:
+    current = _Current()
+    if current.response is not None:
+        return current.response
+    plan = survey.load_plan(current.assessment)
+    asked = plan.question(number)
+    if asked is None:
+        return redirect(_resume_url(plan), 303)
+    back_to_review = request.args.get("from") == "review"
+    form_class = question_form_class(asked.item)
+    if request.method == "GET":
+        form = form_class(
+            formdata=None, data={"answer": None if asked.value is None else str(asked.value)}
+        )
+        return _renewed(_question_page(plan, asked, form, back_to_review), current)
+
+    form = form_class()
+    if form.skip.data:
+        value = None
+    elif form.validate():
+        value = {str(option.value): option.value for option in asked.item.options}[form.answer.data]
+    else:
+        return _renewed(_question_page(plan, asked, form, back_to_review, status=400), current)
+    try:
+        survey.save_answer(db.session, asked, value, now=utcnow())
+    except survey.SurveyError:
+        db.session.rollback()
+        return redirect(url_for("surveys.done"), 303)
+    db.session.commit()
+    following = plan.question(number + 1)
+    if back_to_review or following is None:
+        return _renewed(redirect(url_for("surveys.review"), 303), current)
+    return _renewed(redirect(url_for("surveys.question", number=number + 1), 303), current)
+
+
+def _question_page(plan, asked, form, back_to_review, status=200):  # type: ignore[no-untyped-def]
+    previous = asked.number - 1 if asked.number > 1 else None
+    body = render_template(
+        "surveys/question.html",
+        plan=plan,
+        question=asked,
+        form=form,
+        previous=previous,
+        back_to_review=back_to_review,
+    )
+    return body, status
+
+
+@bp.route("/review", methods=["GET"])
+def review() -> ResponseReturnValue:
+    current = _Current()
+    if current.response is not None:
+        return current.response
+    plan = survey.load_plan(current.assessment)
+    body = render_template("surveys/review.html", plan=plan, form=SubmitAnswersForm())
+    return _renewed(body, current)
+
+
+@bp.route("/submit", methods=["POST"])
+def submit() -> ResponseReturnValue:
+    current = _Current()
+    if current.response is not None:
+        return current.response
+    try:
+        survey.submit(db.session, deployment_registry(db.session), current.assessment, now=utcnow())
+    except survey.SurveyError:
+        db.session.rollback()
+        return _state_page(current.check)
+    db.session.commit()
+    return _renewed(redirect(url_for("surveys.done"), 303), current)
+
+
+@bp.route("/done", methods=["GET"])
+def done() -> ResponseReturnValue:
+    current = _Current()
+    if current.response is not None:
+        return current.response
+    clinic = current.check.clinic
+    scores = []
+    if clinic is not None and clinic.show_patient_scores:
+        scores = list(
+            db.session.scalars(
+                select(Score).where(Score.assessment_id == current.assessment.id).order_by(Score.id)
+            )
+        )
+    body = render_template("surveys/done.html", clinic=clinic, scores=scores)
+    return _renewed(body, current)
