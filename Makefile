@@ -17,7 +17,16 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(VENV)/.installed-dev
+# Compiled translations of patient-facing text (the .po files are the source).
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard translations/*/LC_MESSAGES/messages.po))
+translations/%.mo: translations/%.po | $(VENV)/.installed-dev
+	$(BIN)/pybabel compile -i $< -o $@
+
+install: $(VENV)/.installed-dev $(MO_FILES)
+
+# axe-core for the accessibility checks of the browser tests (npm registry).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
 
 run: install
 	@export PROMS_ENV=$${PROMS_ENV:-development}; \
@@ -27,7 +36,7 @@ run: install
 	exec $(BIN)/flask --app proms run --host $(HOST) --port $(PORT)
 
 # SQLite always; PostgreSQL too when PROMS_TEST_POSTGRES_URL names a database.
-test: install
+test: install node_modules/.package-lock.json
 	$(BIN)/pytest $(PYTEST_ARGS)
 	@if [ -n "$$PROMS_TEST_POSTGRES_URL" ]; then \
 		echo "== again on PostgreSQL"; \
@@ -50,4 +59,4 @@ bench: install
 	@for script in bench/*_bench.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache node_modules artifacts

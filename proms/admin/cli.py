@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -140,11 +141,18 @@ def export_instrument(code: str, version: str | None, format_: str, output) -> N
     default=None,
     help="Scoring of a NEW instrument (one that matches none we know).",
 )
-def import_instrument(path: Path, form_name: str | None, method: str | None) -> None:
+@click.option(
+    "--language", default=None, help="Language of the wording, e.g. es (FHIR files say it)."
+)
+def import_instrument(
+    path: Path, form_name: str | None, method: str | None, language: str | None
+) -> None:
     """Load licensed wording (FHIR R4 Questionnaire JSON or REDCap data dictionary CSV)."""
     registry = deployment_registry(db.session)
     try:
         imported = read_import_file(path, form_name=form_name)
+        if language:
+            imported = dataclasses.replace(imported, language=language)
         definition = apply_import(
             registry,
             imported,

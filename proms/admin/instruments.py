@@ -43,19 +43,50 @@ def stored_definition(row: Instrument) -> InstrumentDefinition:
     return definition
 
 
-def deployment_registry(session: Session) -> Registry:
-    """Bundled definitions, each replaced by the latest import of the same code and version."""
-    latest: dict[tuple[str, str], Instrument] = {}
+def _latest_imports(session: Session) -> dict[tuple[str, str, str], Instrument]:
+    """The import in use per code, version and language (the last one imported)."""
+    latest: dict[tuple[str, str, str], Instrument] = {}
     rows = session.scalars(
         select(Instrument)
         .where(Instrument.source == InstrumentSource.IMPORTED)
         .order_by(Instrument.created_at, Instrument.id)
     )
     for row in rows:
-        latest[(row.code, row.version)] = row
-    if not latest:
-        return bundled_registry()
-    return bundled_registry().with_definitions(*map(stored_definition, latest.values()))
+        latest[(row.code, row.version, str(row.definition.get("language", "en")))] = row
+    return latest
+
+
+def deployment_registry(session: Session) -> Registry:
+    """Bundled definitions, each replaced by the latest import of the same code and version.
+
+    Only an import in the bundled definition's own language replaces it; other languages are
+    versions of the wording that `localized` picks for the patients who read them. An
+    instrument proms does not ship is registered in the language imported last.
+    """
+    bundled = bundled_registry()
+    base_language = {definition.key: definition.language for definition in bundled}
+    chosen: dict[tuple[str, str], Instrument] = {}
+    for (code, version, language), row in _latest_imports(session).items():
+        base = base_language.get((code, version))
+        if base is None:
+            current = chosen.get((code, version))
+            if current is None or current.created_at <= row.created_at:
+                chosen[(code, version)] = row
+        elif base == language:
+            chosen[(code, version)] = row
+    if not chosen:
+        return bundled
+    return bundled.with_definitions(*map(stored_definition, chosen.values()))
+
+
+def localized(
+    session: Session, definition: InstrumentDefinition, language: str
+) -> InstrumentDefinition:
+    """The definition in the patient's language when that wording was imported, else as is."""
+    if language == definition.language:
+        return definition
+    row = _latest_imports(session).get((definition.code, definition.version, language))
+    return stored_definition(row) if row is not None else definition
 
 
 def snapshot(

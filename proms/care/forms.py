@@ -33,3 +33,7 @@ class PatientSearchForm(FlaskForm):
         raw = field.data or "1"
         if not (raw.isascii() and raw.isdigit() and len(raw) <= 6 and 1 <= int(raw) <= 100_000):
             raise ValidationError("There is no such page.")
+
+
+class LinkForm(FlaskForm):
+    """No fields: "Create a link" is a POST with its CSRF token."""

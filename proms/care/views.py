@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
 from proms.admin.instruments import deployment_registry
+from proms.admin.models import Patient
 from proms.auth.audit import audit_patient_view, request_info
+from proms.auth.models import Role
 from proms.auth.scoping import patient_or_404, visible_patients
 from proms.auth.services import record_event
 from proms.care import services
-from proms.care.forms import PatientPageForm, PatientSearchForm
+from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
 from proms.db import db, utcnow
+from proms.instruments.errors import NotSendableError
+from proms.surveys.links import link_max_age, link_url, mint_token, open_assessment_of
+from proms.surveys.services import definitions_to_send
 
 bp = Blueprint("care", __name__)
 
@@ -72,6 +77,50 @@ def instruments() -> ResponseReturnValue:
 def patient(patient_id: int) -> ResponseReturnValue:
     found = patient_or_404(db.session, current_user, patient_id)
     audit_patient_view("patient.view", found)
-    html = render_template("care/patient.html", patient=found, now=utcnow())
+    now = utcnow()
+    html = render_template(
+        "care/patient.html",
+        patient=found,
+        now=now,
+        open_assessment=open_assessment_of(db.session, found, now),
+        can_make_links=_can_make_links(found),
+        link_form=LinkForm(),
+    )
+    db.session.commit()
+    return html
+
+
+def _can_make_links(patient: Patient) -> bool:
+    roles = current_user.roles_in(patient.clinic_id)
+    return bool(roles & {Role.COORDINATOR, Role.ADMIN})
+
+
+@bp.route("/patients/<id:patient_id>/link", methods=["POST"])
+@login_required
+def make_link(patient_id: int) -> ResponseReturnValue:
+    """A new link to the patient's open questionnaire, shown once, for a call by phone."""
+    found = patient_or_404(db.session, current_user, patient_id)
+    if not _can_make_links(found):
+        abort(403)
+    now = utcnow()
+    assessment = open_assessment_of(db.session, found, now)
+    if assessment is None:
+        flash("This patient has no questionnaire open today.", "info")
+        return redirect(url_for("care.patient", patient_id=found.id), 303)
+    try:
+        for definition in definitions_to_send(deployment_registry(db.session), assessment):
+            definition.check_sendable(current_app.config["ENV"])
+    except NotSendableError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("care.patient", patient_id=found.id), 303)
+    raw = mint_token(
+        db.session,
+        assessment,
+        now=now,
+        max_age=link_max_age(current_app.config),
+        created_by=current_user._get_current_object(),
+    )
+    audit_patient_view("link.created", found, {"assessment_id": assessment.id})
+    html = render_template("care/link.html", patient=found, url=link_url(current_app.config, raw))
     db.session.commit()
     return html

@@ -186,6 +186,7 @@ def _reworded(
         definition,
         items=tuple(items),
         recall_period=imported.recall_period or definition.recall_period,
+        language=imported.language or definition.language,
         wording=_wording(imported, source, imported_at),
     )
 

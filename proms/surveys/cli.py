@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import click
 from flask import current_app
 from sqlalchemy import select
@@ -15,14 +13,6 @@ from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
 from proms.surveys import links
 from proms.surveys.services import definitions_to_send
-
-
-def link_url(raw_token: str) -> str:
-    return f"{current_app.config['PUBLIC_BASE_URL'].rstrip('/')}/s/{raw_token}"
-
-
-def link_max_age() -> dt.timedelta:
-    return dt.timedelta(days=current_app.config["SURVEY_LINK_MAX_AGE_DAYS"])
 
 
 @click.command("link")
@@ -58,7 +48,9 @@ def link_command(mrn: str, clinic_slug: str | None) -> None:
             definition.check_sendable(current_app.config["ENV"])
     except NotSendableError as exc:
         raise click.ClickException(str(exc)) from exc
-    raw = links.mint_token(db.session, assessment, now=now, max_age=link_max_age())
+    raw = links.mint_token(
+        db.session, assessment, now=now, max_age=links.link_max_age(current_app.config)
+    )
     record_event(
         db.session,
         "link.created",
@@ -68,4 +60,4 @@ def link_command(mrn: str, clinic_slug: str | None) -> None:
         detail={"assessment_id": assessment.id, "via": "cli"},
     )
     db.session.commit()
-    click.echo(link_url(raw))
+    click.echo(links.link_url(current_app.config, raw))

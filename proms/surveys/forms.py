@@ -24,6 +24,7 @@ class SubmitAnswersForm(FlaskForm):
 
 class IdentityForm(FlaskForm):
     day = IntegerField(
+        # TRANSLATORS: Day, Month and Year label the three boxes of the date of birth.
         _l("Day"),
         validators=[
             InputRequired(_l("Enter the day you were born, for example 27.")),
@@ -68,6 +69,7 @@ def question_form_class(item: Item) -> type[QuestionForm]:
         answer = RadioField(
             item.text,
             choices=[(str(option.value), option.label) for option in item.options],
+            # TRANSLATORS: “Skip this question” is the button of that name; keep the two the same.
             validators=[InputRequired(_l("Choose an answer, or use “Skip this question”."))],
         )
         form_class = type(f"Question_{item.id}", (QuestionForm,), {"answer": answer})

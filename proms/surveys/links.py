@@ -9,7 +9,9 @@ import datetime as dt
 import enum
 import hashlib
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -58,6 +60,15 @@ class LinkCheck:
     @property
     def status_code(self) -> int:
         return STATUS_CODES[self.state]
+
+
+def link_url(config: Mapping[str, Any], raw: str) -> str:
+    """The address a patient opens: PUBLIC_BASE_URL/s/<token>."""
+    return f"{str(config['PUBLIC_BASE_URL']).rstrip('/')}/s/{raw}"
+
+
+def link_max_age(config: Mapping[str, Any]) -> dt.timedelta:
+    return dt.timedelta(days=config["SURVEY_LINK_MAX_AGE_DAYS"])
 
 
 def hash_token(raw: str) -> bytes:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from proms.admin.instruments import snapshot, stored_definition
+from proms.admin.instruments import localized, snapshot, stored_definition
 from proms.admin.models import Enrollment
 from proms.care.models import Alert, AlertKind, Score
 from proms.care.scoring import score_response
@@ -112,9 +112,11 @@ def start(
     summary wording is refused (NotSendableError) before anything is created.
     """
     existing = {response.instrument.code for response in _responses(assessment)}
-    for definition in definitions_to_send(registry, assessment):
-        if definition.code in existing:
+    language = assessment.enrollment.patient.language
+    for current in definitions_to_send(registry, assessment):
+        if current.code in existing:
             continue
+        definition = localized(session, current, language)
         definition.check_sendable(env)
         session.add(
             SurveyResponse(

@@ -137,3 +137,38 @@ def test_re_importing_an_earlier_file_makes_it_the_one_in_use(runner, tmp_path: 
     in_use = deployment_registry(db.session).get("promis-pi-4a")
     assert in_use.items[0].text == "Official text for PAININ9 (test)"
     assert db.session.scalar(select(func.count()).select_from(Instrument)) == 2
+
+
+def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path, world) -> None:
+    import datetime as dt
+
+    from proms.admin.instruments import localized
+    from proms.admin.services import enroll_patient
+    from proms.db import utcnow
+    from proms.surveys.services import start
+    from tests.conftest import add_patient
+
+    data = json.loads(OFFICIAL_PI4A.read_text(encoding="utf-8"))
+    data["language"] = "es"
+    group = next(item for item in data["item"] if item["type"] == "group")
+    group["item"][0]["text"] = "Texto oficial de PAININ9 (prueba)"
+    spanish = tmp_path / "es.json"
+    spanish.write_text(json.dumps(data), encoding="utf-8")
+    assert runner.invoke(args=["instruments", "import", str(spanish)]).exit_code == 0
+
+    registry = deployment_registry(db.session)
+    english = registry.get("promis-pi-4a")
+    assert english.wording.source.value == "summary"  # the English wording is untouched
+    assert localized(db.session, english, "es").items[0].text == "Texto oficial de PAININ9 (prueba)"
+    assert localized(db.session, english, "en") is english
+
+    patient = add_patient(world.clinic_a, "ES1", language="es")
+    enrollment = enroll_patient(
+        db.session, patient, world.protocol_a, utcnow().date() + dt.timedelta(days=3)
+    )
+    plan = start(db.session, registry, enrollment.assessments[0], now=utcnow(), env="test")
+    first = plan.questions[0]
+    assert (first.definition.code, first.definition.language) == ("promis-pi-4a", "es")
+    assert first.item.text == "Texto oficial de PAININ9 (prueba)"
+    # Scored exactly like the English form.
+    assert first.definition.scoring == english.scoring
