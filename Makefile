@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format bench clean install
+.PHONY: run test lint format bench clean install messages
 
 # Reinstall only when the project's dependencies change.
 $(BIN)/python:
@@ -57,6 +57,15 @@ format: install
 # Benchmarks print ratios against baselines measured in the same run (bench/README.md).
 bench: install
 	@for script in bench/*_bench.py; do $(BIN)/python $$script || exit 1; done
+
+# After changing patient-facing text: re-extract the catalog and update every language (then
+# translate the new entries in translations/*/LC_MESSAGES/messages.po).
+messages: $(VENV)/.installed-dev
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 \
+		--add-comments=TRANSLATORS: --ignore-dirs=".* __pycache__ node_modules" --sort-output \
+		--project proms --version 0.1.0 --copyright-holder "proms contributors" \
+		-o translations/messages.pot .
+	$(BIN)/pybabel update -i translations/messages.pot -d translations
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache node_modules artifacts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from flask_babel import Babel, get_locale
 
 babel = Babel()
@@ -10,9 +10,15 @@ babel = Babel()
 
 def select_locale() -> str:
     """The patient's language on survey pages (set by the survey views), else English."""
+    languages = current_app.config["LANGUAGES"]
     language = g.get("patient_language")
-    if language in current_app.config["LANGUAGES"]:
+    if language in languages:
         return str(language)
+    if has_request_context() and request.path.startswith("/s/"):
+        # A patient page before we know the patient (a refused or unknown link): the browser's.
+        best = request.accept_languages.best_match(languages)
+        if best:
+            return str(best)
     return str(current_app.config["BABEL_DEFAULT_LOCALE"])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import IntegerField, RadioField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired, NumberRange
 
 from proms.instruments.model import Item
@@ -68,7 +69,7 @@ def question_form_class(item: Item) -> type[QuestionForm]:
     if form_class is None:
         answer = RadioField(
             item.text,
-            choices=[(str(option.value), option.label) for option in item.options],
+            choices=[SelectChoice(str(option.value), option.label) for option in item.options],
             # TRANSLATORS: “Skip this question” is the button of that name; keep the two the same.
             validators=[InputRequired(_l("Choose an answer, or use “Skip this question”."))],
         )
