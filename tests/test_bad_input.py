@@ -65,9 +65,9 @@ NO_SUCH_PAGE = "no such page"
 NOT_A_NUMBER = "Not a valid integer value."
 CSRF_MESSAGE = "This form has expired or was not sent from this site."
 ORIGIN_MESSAGE = "This form was sent from another site and was refused."
-TOO_LARGE = MESSAGES[413]
+TOO_LARGE = str(MESSAGES[413])
 # Text that is not text: any of these (the first two are the proposed validator wording).
-BAD_CHARACTER_PHRASES = ("cannot be used", "could not be read", MESSAGES[400])
+BAD_CHARACTER_PHRASES = ("cannot be used", "could not be read", str(MESSAGES[400]))
 
 # Page numbers that are not page numbers, with what the page may say about them.
 PAGE_PHRASES = (NO_SUCH_PAGE, NOT_A_NUMBER)
@@ -363,7 +363,7 @@ def test_logout_by_get_is_refused(
     client = staff_client(world.user("a", Role.CLINICIAN))
     response = client.get("/logout")
     assert response.status_code == 405
-    assert MESSAGES[405] in assert_safe_response(response)
+    assert str(MESSAGES[405]) in assert_safe_response(response)
     assert is_signed_in(client)
 
 
