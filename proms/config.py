@@ -70,6 +70,7 @@ IDENTITY_RATE_LIMIT = "10 per minute"
 
 # Compressed responses (Flask-Compress): gzip, which every browser reads.
 COMPRESS_ALGORITHM = ["gzip"]
+COMPRESS_ALGORITHM_STREAMING = ["gzip"]  # static files are streamed: the stylesheet too
 COMPRESS_MIMETYPES = ["text/html", "text/css", "application/json"]
 
 # Languages of patient-facing text (Flask-Babel); staff pages are in English.

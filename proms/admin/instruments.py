@@ -11,7 +11,7 @@ import hashlib
 import json
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from proms.admin.models import Instrument, InstrumentSource
 from proms.db import utcnow
@@ -49,6 +49,7 @@ def _latest_imports(session: Session) -> dict[tuple[str, str, str], Instrument]:
     rows = session.scalars(
         select(Instrument)
         .where(Instrument.source == InstrumentSource.IMPORTED)
+        .options(undefer(Instrument.definition))
         .order_by(Instrument.created_at, Instrument.id)
     )
     for row in rows:

@@ -131,7 +131,8 @@ class Instrument(db.Model):
         default=InstrumentSource.BUNDLED,
         server_default=InstrumentSource.BUNDLED.value,
     )
-    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Deferred: pages need the parsed definition, which is cached by its hash.
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON, deferred=True)
     definition_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

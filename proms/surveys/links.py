@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, joinedload
 
-from proms.admin.models import Channel, Clinic, EnrollmentStatus, Patient
+from proms.admin.models import Channel, Clinic, Enrollment, EnrollmentStatus, Patient
 from proms.auth.models import StaffUser
 from proms.scheduling.models import (
     Assessment,
@@ -24,7 +24,7 @@ from proms.scheduling.models import (
     Notification,
     NotificationKind,
 )
-from proms.surveys.models import AccessToken
+from proms.surveys.models import AccessToken, SurveyResponse
 
 TOKEN_BYTES = 32  # 256 bits
 
@@ -105,10 +105,26 @@ def mint_token(
     return raw
 
 
+def _with_survey() -> Select[tuple[AccessToken]]:
+    """A token with everything a survey page reads, in a few statements instead of a dozen."""
+    assessment = joinedload(AccessToken.assessment)
+    enrollment = assessment.joinedload(Assessment.enrollment)
+    return select(AccessToken).options(
+        enrollment.joinedload(Enrollment.patient).joinedload(Patient.clinic),
+        enrollment.joinedload(Enrollment.protocol),
+        assessment.joinedload(Assessment.timepoint),
+        assessment.selectinload(Assessment.responses).joinedload(SurveyResponse.instrument),
+    )
+
+
 def find_token(session: Session, raw: str) -> AccessToken | None:
     if not raw or len(raw) > 100:  # ours are 43 characters; anything longer is not one of them
         return None
-    return session.scalar(select(AccessToken).where(AccessToken.token_hash == hash_token(raw)))
+    return session.scalar(_with_survey().where(AccessToken.token_hash == hash_token(raw)))
+
+
+def get_token(session: Session, token_id: int) -> AccessToken | None:
+    return session.scalar(_with_survey().where(AccessToken.id == token_id))
 
 
 def check_token(token: AccessToken | None, now: dt.datetime) -> LinkCheck:

@@ -152,7 +152,12 @@ def load_plan(assessment: Assessment) -> SurveyPlan:
 def save_answer(session: Session, question: Question, value: Answer, *, now: dt.datetime) -> None:
     """Store one answer (None: skipped) in the draft; the row is locked against a second tab."""
     response = session.scalar(
-        select(SurveyResponse).where(SurveyResponse.id == question.response.id).with_for_update()
+        select(SurveyResponse)
+        .where(SurveyResponse.id == question.response.id)
+        .with_for_update()
+        # The row is already in the session from load_plan: read it again under the lock,
+        # or a second tab's answer saved in between would be overwritten.
+        .execution_options(populate_existing=True)
     )
     assert response is not None
     if response.status is ResponseStatus.SUBMITTED:

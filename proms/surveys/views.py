@@ -157,7 +157,7 @@ class _Current:
         if self.survey is None:
             self.response = render_template("surveys/session_ended.html"), 403
             return
-        self.token = db.session.get(AccessToken, self.survey.token_id)
+        self.token = links.get_token(db.session, self.survey.token_id)
         self.check = links.check_token(self.token, utcnow())
         _use_language_of(self.check)
         if self.check.state is links.LinkState.COMPLETED and request.endpoint != "surveys.done":
