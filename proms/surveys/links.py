@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Channel, Clinic, Enrollment, EnrollmentStatus, Patient
@@ -54,7 +55,9 @@ class LinkCheck:
     token: AccessToken | None = None
     assessment: Assessment | None = None
     clinic: Clinic | None = None
-    # An expired link while the questionnaire is still open: offer to send a fresh one.
+    # An expired link while the questionnaire is still open...
+    window_open: bool = False
+    # ...and a contact on file: offer to send a fresh one.
     can_request_new_link: bool = False
 
     @property
@@ -151,34 +154,50 @@ def check_token(token: AccessToken | None, now: dt.datetime) -> LinkCheck:
         can_resend = enrollment.patient.preferred_channel is not Channel.NONE and bool(
             enrollment.patient.email or enrollment.patient.phone
         )
-        return LinkCheck(LinkState.EXPIRED, can_request_new_link=can_resend, **found)
+        return LinkCheck(
+            LinkState.EXPIRED, window_open=True, can_request_new_link=can_resend, **found
+        )
     return LinkCheck(LinkState.OK, **found)
 
 
-def request_new_link(session: Session, token: AccessToken, *, now: dt.datetime) -> bool:
-    """Queue a fresh link to the contact on file (the outbox sends it); at most one per hour.
+NEW_LINK_INTERVAL = dt.timedelta(hours=1)
 
-    Returns False when one was already queued in the last hour (the patient is told the same).
+
+def request_new_link(session: Session, token: AccessToken, *, now: dt.datetime) -> bool:
+    """Queue a fresh link to the contact on file (the outbox sends it); at most one an hour.
+
+    Returns False when one was already queued in the last hour (the patient is told the same,
+    so the answer says nothing about the contact details on file).
     """
     patient: Patient = token.assessment.enrollment.patient
-    key = f"assessment:{token.assessment_id}:new_link:{now:%Y-%m-%dT%H}"
-    exists = session.scalar(select(Notification.id).where(Notification.idempotency_key == key))
-    if exists is not None:
+    recent = session.scalar(
+        select(Notification.id).where(
+            Notification.assessment_id == token.assessment_id,
+            Notification.kind == NotificationKind.NEW_LINK,
+            Notification.created_at > now - NEW_LINK_INTERVAL,
+        )
+    )
+    if recent is not None:
         return False
     channel = patient.preferred_channel
     if channel is Channel.NONE:
         channel = Channel.EMAIL if patient.email else Channel.SMS
-    session.add(
-        Notification(
-            idempotency_key=key,
-            patient_id=patient.id,
-            assessment_id=token.assessment_id,
-            kind=NotificationKind.NEW_LINK,
-            channel=channel,
-            send_after=now,
-        )
-    )
-    session.flush()
+    try:
+        # The hourly key is the guard against two clicks at the same moment.
+        with session.begin_nested():
+            session.add(
+                Notification(
+                    idempotency_key=f"assessment:{token.assessment_id}:new_link:{now:%Y-%m-%dT%H}",
+                    patient_id=patient.id,
+                    assessment_id=token.assessment_id,
+                    kind=NotificationKind.NEW_LINK,
+                    channel=channel,
+                    send_after=now,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        return False
     return True
 
 

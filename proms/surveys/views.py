@@ -67,6 +67,7 @@ def _state_page(check: links.LinkCheck, token: str | None = None) -> ResponseRet
         state=check.state.value,
         clinic=check.clinic,
         opens_on=opens_on,
+        window_open=check.window_open,
         token=token if check.can_request_new_link else None,
         new_link_form=NewLinkForm() if check.can_request_new_link else None,
     )
@@ -138,6 +139,8 @@ def new_link(token: str) -> ResponseReturnValue:
     found = links.find_token(db.session, token)
     check = links.check_token(found, now)
     _use_language_of(check)
+    if check.state is links.LinkState.OK:
+        return redirect(url_for("surveys.landing", token=token), 303)  # it still works
     if not check.can_request_new_link or found is None:
         return _state_page(check)
     links.request_new_link(db.session, found, now=now)
@@ -309,6 +312,9 @@ def done() -> ResponseReturnValue:
     current = _Current()
     if current.response is not None:
         return current.response
+    if current.check.state is not links.LinkState.COMPLETED:
+        # Not sent yet: there is nothing to thank for; carry on where the patient stopped.
+        return redirect(_resume_url(survey.load_plan(current.assessment)), 303)
     clinic = current.check.clinic
     scores = []
     if clinic is not None and clinic.show_patient_scores:
