@@ -70,7 +70,11 @@ IDENTITY_RATE_LIMIT = "10 per minute"
 
 # Compressed responses (Flask-Compress): gzip, which every browser reads.
 COMPRESS_ALGORITHM = ["gzip"]
-COMPRESS_ALGORITHM_STREAMING = ["gzip"]  # static files are streamed: the stylesheet too
+# Not streamed responses (static files): Flask-Compress 1.25 leaves their file open. The one
+# stylesheet is small, and browsers keep it a year under a versioned URL (static_url).
+COMPRESS_STREAMS = False
+# Static files carry their content hash in the URL (static_url), so they can be kept long.
+SEND_FILE_MAX_AGE_DEFAULT = 31_536_000
 COMPRESS_MIMETYPES = ["text/html", "text/css", "application/json"]
 
 # Languages of patient-facing text (Flask-Babel); staff pages are in English.

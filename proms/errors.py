@@ -22,6 +22,12 @@ MESSAGES = {
     429: _l("Too many tries in a short time. Please wait a minute and try again."),
     500: _l("Something went wrong on our side. Nothing you entered was lost; try again shortly."),
 }
+# What a patient, who has no start page and no account, can do instead.
+PATIENT_MESSAGES = {
+    404: _l("There is nothing here. Please open the link from your message again."),
+    401: _l("Please open the link from your message again."),
+    403: _l("Please open the link from your message again."),
+}
 CSRF_MESSAGE = _l(
     "This form has expired or was not sent from this site. Go back, reload the page and try again."
 )
@@ -34,8 +40,11 @@ def is_patient_page() -> bool:
 def _render(status: int, message: object) -> ResponseReturnValue:
     if request.accept_mimetypes.best == "application/json":
         return {"error": str(message)}, status
-    template = "surveys/error.html" if is_patient_page() else "errors/error.html"
-    return render_template(template, status=status, message=message), status
+    if not is_patient_page():
+        return render_template("errors/error.html", status=status, message=message), status
+    if message is MESSAGES.get(status):
+        message = PATIENT_MESSAGES.get(status, message)
+    return render_template("surveys/error.html", status=status, message=message), status
 
 
 def handle_http_error(error: HTTPException) -> ResponseReturnValue:

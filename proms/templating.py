@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from flask import Flask
+from flask import Flask, current_app, url_for
 from werkzeug.routing import IntegerConverter
 
 
@@ -26,8 +28,23 @@ def local_last_day(moment: dt.datetime, zone: str) -> str:
     return local_date(moment - dt.timedelta(microseconds=1), zone)
 
 
+_STATIC_VERSIONS: dict[str, str] = {}
+
+
+def static_url(filename: str) -> str:
+    """A static file's URL with its content hash: cached for a year, replaced when it changes."""
+    version = _STATIC_VERSIONS.get(filename)
+    if version is None:
+        path = Path(current_app.static_folder or "") / filename
+        version = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        if not current_app.debug:
+            _STATIC_VERSIONS[filename] = version
+    return url_for("static", filename=filename, v=version)
+
+
 def init_app(app: Flask) -> None:
     app.url_map.converters["id"] = IdConverter
     app.jinja_env.add_extension("jinja2.ext.do")
     app.add_template_filter(local_date)
     app.add_template_filter(local_last_day)
+    app.add_template_global(static_url)

@@ -323,5 +323,10 @@ def done() -> ResponseReturnValue:
                 select(Score).where(Score.assessment_id == current.assessment.id).order_by(Score.id)
             )
         )
-    body = render_template("surveys/done.html", clinic=clinic, scores=scores)
+    registry = deployment_registry(db.session)
+    titles = {
+        score.instrument_code: registry.get(score.instrument_code, score.instrument_version).title
+        for score in scores
+    }
+    body = render_template("surveys/done.html", clinic=clinic, scores=scores, titles=titles)
     return _renewed(body, current)
