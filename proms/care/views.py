@@ -17,7 +17,7 @@ from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
 from proms.surveys.links import link_max_age, link_url, mint_token, open_assessment_of
-from proms.surveys.services import definitions_to_send
+from proms.surveys.services import check_sendable
 
 bp = Blueprint("care", __name__)
 
@@ -108,8 +108,9 @@ def make_link(patient_id: int) -> ResponseReturnValue:
         flash("This patient has no questionnaire open today.", "info")
         return redirect(url_for("care.patient", patient_id=found.id), 303)
     try:
-        for definition in definitions_to_send(deployment_registry(db.session), assessment):
-            definition.check_sendable(current_app.config["ENV"])
+        check_sendable(
+            db.session, deployment_registry(db.session), assessment, current_app.config["ENV"]
+        )
     except NotSendableError as exc:
         flash(str(exc), "error")
         return redirect(url_for("care.patient", patient_id=found.id), 303)

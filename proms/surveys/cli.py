@@ -12,7 +12,7 @@ from proms.auth.services import cli_actor, record_event
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
 from proms.surveys import links
-from proms.surveys.services import definitions_to_send
+from proms.surveys.services import check_sendable
 
 
 @click.command("link")
@@ -44,8 +44,9 @@ def link_command(mrn: str, clinic_slug: str | None) -> None:
     if assessment is None:
         raise click.ClickException(f"Patient {mrn} has no questionnaire open today.")
     try:
-        for definition in definitions_to_send(deployment_registry(db.session), assessment):
-            definition.check_sendable(current_app.config["ENV"])
+        check_sendable(
+            db.session, deployment_registry(db.session), assessment, current_app.config["ENV"]
+        )
     except NotSendableError as exc:
         raise click.ClickException(str(exc)) from exc
     raw = links.mint_token(

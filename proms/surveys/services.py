@@ -94,6 +94,20 @@ def definitions_to_send(registry: Registry, assessment: Assessment) -> list[Inst
     return [registry.get(code) for code in assessment.timepoint.instrument_codes]
 
 
+def check_sendable(
+    session: Session, registry: Registry, assessment: Assessment, env: str
+) -> list[InstrumentDefinition]:
+    """The definitions this patient would see, in their language; NotSendableError if refused."""
+    language = assessment.enrollment.patient.language
+    definitions = [
+        localized(session, definition, language)
+        for definition in definitions_to_send(registry, assessment)
+    ]
+    for definition in definitions:
+        definition.check_sendable(env)
+    return definitions
+
+
 def planned_question_count(registry: Registry, assessment: Assessment) -> int:
     """How many questions the welcome page announces (before anything is created)."""
     responses = _responses(assessment)
@@ -112,12 +126,9 @@ def start(
     summary wording is refused (NotSendableError) before anything is created.
     """
     existing = {response.instrument.code for response in _responses(assessment)}
-    language = assessment.enrollment.patient.language
-    for current in definitions_to_send(registry, assessment):
-        if current.code in existing:
+    for definition in check_sendable(session, registry, assessment, env):
+        if definition.code in existing:
             continue
-        definition = localized(session, current, language)
-        definition.check_sendable(env)
         session.add(
             SurveyResponse(
                 assessment=assessment,
