@@ -67,6 +67,8 @@ RATELIMIT_STORAGE_URI = "memory://"
 RATELIMIT_HEADERS_ENABLED = True
 LINK_RATE_LIMIT = "30 per minute"
 IDENTITY_RATE_LIMIT = "10 per minute"
+# Sign-in attempts per client address (beside the per-address lockout): slows password spraying.
+LOGIN_RATE_LIMIT = "30 per minute"
 
 # Compressed responses (Flask-Compress): gzip, which every browser reads.
 COMPRESS_ALGORITHM = ["gzip"]

@@ -82,6 +82,11 @@ def enroll_patient(
         raise AdminError("The protocol belongs to another clinic.")
     if not protocol.is_active:
         raise AdminError("This protocol version is retired; enroll with the current version.")
+    if protocol.requires_identity_check and patient.birth_on is None:
+        raise AdminError(
+            "This protocol asks patients for their date of birth before the questions: "
+            "record the patient's date of birth first."
+        )
     enrollment = Enrollment(
         patient=patient,
         protocol=protocol,

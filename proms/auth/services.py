@@ -157,7 +157,10 @@ def find_throttle(
     session: Session, email: str, *, for_update: bool = False
 ) -> LoginThrottle | None:
     query = select(LoginThrottle).where(LoginThrottle.email_sha256 == email_sha256(email))
-    return session.scalar(query.with_for_update() if for_update else query)
+    if for_update:
+        # Read again under the lock: the row may already be in the session from before it.
+        query = query.with_for_update().execution_options(populate_existing=True)
+    return session.scalar(query)
 
 
 def _throttle_for_failure(session: Session, email: str) -> LoginThrottle:

@@ -22,6 +22,7 @@ from proms.auth.audit import request_info
 from proms.auth.forms import LoginForm
 from proms.auth.passwords import hasher_from_config
 from proms.db import db, utcnow
+from proms.security import limiter
 
 bp = Blueprint("auth", __name__)
 
@@ -39,12 +40,18 @@ def safe_next(target: str | None) -> str:
     """Only a path on this site; anything else (another host, a scheme) goes to the start page."""
     if target:
         parts = urlsplit(target)
-        if not parts.scheme and not parts.netloc and target.startswith("/") and "\\" not in target:
+        local = target.startswith("/") and not target.startswith("//") and "\\" not in target
+        if local and not parts.scheme and not parts.netloc:
             return target
     return url_for("care.patients")
 
 
+def _login_limit() -> str:
+    return str(current_app.config["LOGIN_RATE_LIMIT"])
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
 def login() -> ResponseReturnValue:
     if current_user.is_authenticated:
         return redirect(url_for("care.patients"))

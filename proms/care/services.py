@@ -9,11 +9,14 @@ from dataclasses import dataclass
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from proms.admin.instruments import stored_definition
 from proms.admin.models import Enrollment, EnrollmentStatus, Patient
 from proms.care.models import Score
+from proms.instruments.model import InstrumentDefinition
 from proms.instruments.registry import Registry
 from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.scoring.change import ChangeResult, Measurement, classify_change
+from proms.surveys.models import SurveyResponse
 
 OPEN_STATUSES = (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS)
 
@@ -106,20 +109,24 @@ def changes_from_baseline(
         .order_by(Score.observed_at, Score.id)
     ).all()
     first_key = enrollment.protocol.timepoints[0].key if enrollment.protocol.timepoints else None
-    baselines = {
-        (score.domain, score.scale): score for score in scores if score.timepoint_key == first_key
-    }
+    at_baseline = [score for score in scores if score.timepoint_key == first_key]
+    # The same instrument's baseline first; else the domain's (a different instrument there is
+    # then reported as "not comparable" rather than as a missing baseline).
+    by_instrument = {(score.instrument_code, score.scale): score for score in at_baseline}
+    by_domain = {(score.domain, score.scale): score for score in at_baseline}
     results = []
     for score in scores:
         if score.timepoint_key == first_key:
             continue
-        definition = registry.get(score.instrument_code, score.instrument_version)
+        definition = _definition_of(session, registry, score)
         threshold = next(
             (t for t in definition.thresholds if t.primary and t.scale == score.scale), None
         )
         if threshold is None:
             continue
-        baseline = baselines.get((score.domain, score.scale))
+        baseline = by_instrument.get((score.instrument_code, score.scale)) or by_domain.get(
+            (score.domain, score.scale)
+        )
         change = classify_change(
             _measurement(baseline) if baseline else None,
             _measurement(score),
@@ -128,6 +135,16 @@ def changes_from_baseline(
         )
         results.append(ScoreChange(score, baseline, change))
     return results
+
+
+def _definition_of(session: Session, registry: Registry, score: Score) -> InstrumentDefinition:
+    """The scored instrument version: from this release, else as stored with the response."""
+    try:
+        return registry.get(score.instrument_code, score.instrument_version)
+    except KeyError:
+        response = session.get(SurveyResponse, score.response_id)
+        assert response is not None
+        return stored_definition(response.instrument)
 
 
 def _measurement(score: Score) -> Measurement:

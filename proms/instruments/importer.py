@@ -139,6 +139,13 @@ def _pair_items(
                 f"item {where}: answer values {sorted(file_values)} in the file, "
                 f"{sorted(item.values)} in {name}"
             )
+        elif file_values != list(item.values):
+            # Same values in another order: the file's labels would land on other values and
+            # flip the scoring (a reverse-coded item read as a plain one, or the other way).
+            problems.append(
+                f"item {where}: answers in the order {file_values} in the file, "
+                f"{list(item.values)} in {name}; check the item's reverse coding"
+            )
         if not found.text.strip():
             problems.append(f"item {where}: no question text in the file")
         if found.loinc and item.loinc and found.loinc != item.loinc:

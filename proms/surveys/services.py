@@ -125,6 +125,14 @@ def start(
     does not change what an earlier answer meant. In production, an instrument with only our
     summary wording is refused (NotSendableError) before anything is created.
     """
+    # Locked and read again: a second "Start" (a double click) waits here, then finds the drafts.
+    session.scalar(
+        select(Assessment)
+        .where(Assessment.id == assessment.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    session.refresh(assessment, ["responses"])
     existing = {response.instrument.code for response in _responses(assessment)}
     for definition in check_sendable(session, registry, assessment, env):
         if definition.code in existing:
@@ -206,7 +214,17 @@ def submit(
     if locked.status not in (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS):
         raise SurveyError("This questionnaire can no longer be answered.")
 
-    responses = _responses(locked)
+    # The drafts too, read again under their locks: an answer saved by another tab just before
+    # is scored with the rest, so the scores always match the stored answers.
+    responses = list(
+        session.scalars(
+            select(SurveyResponse)
+            .where(SurveyResponse.assessment_id == locked.id)
+            .order_by(SurveyResponse.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
     scores: list[Score] = []
     alerts: list[Alert] = []
     enrollment: Enrollment = locked.enrollment

@@ -219,6 +219,13 @@ def identity() -> ResponseReturnValue:
         db.session.commit()
         current.survey = survey_session.SurveySession(token.id, identity_checked=True)
         return _renewed(redirect(_resume_url(plan), 303), current)
+    # Counted under the token's row lock, so wrong tries sent in parallel all count.
+    db.session.scalar(
+        select(AccessToken)
+        .where(AccessToken.id == token.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     token.failed_identity_count += 1
     if token.failed_identity_count >= current_app.config["IDENTITY_MAX_TRIES"]:
         token.failed_identity_count = 0
@@ -323,10 +330,10 @@ def done() -> ResponseReturnValue:
                 select(Score).where(Score.assessment_id == current.assessment.id).order_by(Score.id)
             )
         )
-    registry = deployment_registry(db.session)
+    # Titles as the patient saw them (the snapshot answered, in the patient's language).
     titles = {
-        score.instrument_code: registry.get(score.instrument_code, score.instrument_version).title
-        for score in scores
+        response.instrument.code: response.instrument.title
+        for response in current.assessment.responses
     }
     body = render_template("surveys/done.html", clinic=clinic, scores=scores, titles=titles)
     return _renewed(body, current)

@@ -177,3 +177,10 @@ def test_withdrawing_cancels_what_is_still_to_come(world: World) -> None:
     assert enrollment.withdrawn_at == now
     with pytest.raises(AdminError, match="already withdrawn"):
         withdraw_enrollment(db.session, enrollment, now=now, reason="again")
+
+
+def test_an_identity_check_protocol_needs_the_date_of_birth(world: World) -> None:
+    world.protocol_a.requires_identity_check = True
+    patient = add_patient(world.clinic_a, "NODOB", birth_on=None)
+    with pytest.raises(AdminError, match="date of birth"):
+        enroll_patient(db.session, patient, world.protocol_a, dt.date(2026, 1, 5))

@@ -240,3 +240,26 @@ def test_logged_in_user_visiting_login_goes_to_patients(client, world: World) ->
     response = client.get("/login")
     assert response.status_code == 302
     assert response.headers["Location"] == "/patients"
+
+
+@pytest.mark.parametrize("target", ["////evil.example/phish", "///evil.example", "//evil"])
+def test_next_refuses_every_protocol_relative_form(client, world: World, target: str) -> None:
+    response = client.post(
+        "/login",
+        query_string={"next": target},
+        data={
+            "email": "clinician@a.example.org",
+            "password": PASSWORD,
+            "csrf_token": csrf_token(client),
+        },
+    )
+    assert response.headers["Location"] == "/patients"
+
+
+def test_sign_in_attempts_are_rate_limited_per_client(make_app, world: World) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="3 per minute")
+    client = app.test_client()
+    statuses = [
+        login(client, f"nobody{n}@a.example.org", "wrong password").status_code for n in range(4)
+    ]
+    assert statuses == [401, 401, 401, 429]

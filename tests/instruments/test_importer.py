@@ -188,3 +188,23 @@ def test_read_import_file_dispatches_on_content(tmp_path: Path) -> None:
 def test_slugify() -> None:
     assert slugify("PROMIS Pain 4a") == "promis-pain-4a"
     assert slugify("***") == "imported-instrument"
+
+
+def test_an_import_that_reverses_an_items_coding_is_refused() -> None:
+    """Same values, other order: the labels would land on other values and flip the score."""
+    import dataclasses
+
+    from proms.instruments.errors import DefinitionImportError
+    from proms.instruments.fhir import from_questionnaire, to_questionnaire
+    from proms.instruments.importer import apply_import
+    from proms.instruments.registry import bundled_registry
+
+    registry = bundled_registry()
+    imported = from_questionnaire(to_questionnaire(registry.get("promis-sd-4a")))
+    items = list(imported.items)
+    first = items[0]
+    assert first.id == "Sleep109"
+    items[0] = dataclasses.replace(first, options=tuple(reversed(first.options)))
+    imported = dataclasses.replace(imported, items=tuple(items), wording=None)
+    with pytest.raises(DefinitionImportError, match="reverse coding"):
+        apply_import(registry, imported, source="x.json", imported_at="2026-11-25")
