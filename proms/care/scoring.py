@@ -39,12 +39,6 @@ def definition_for(registry: Registry, instrument: Instrument) -> InstrumentDefi
         return stored_definition(instrument)
 
 
-def compute(registry: Registry, response: SurveyResponse) -> list[ScoreResult]:
-    """Every scale's result for a response (including the ones without a score)."""
-    definition = definition_for(registry, response.instrument)
-    return list(score(definition.form(), response.answers))
-
-
 def _score_row(
     response: SurveyResponse, definition: InstrumentDefinition, result: ScoreResult
 ) -> Score:

@@ -16,8 +16,8 @@ from proms.care import services
 from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
-from proms.surveys.links import link_max_age, link_url, mint_token, open_assessment_of
-from proms.surveys.services import check_sendable
+from proms.surveys.links import link_max_age, link_url, open_assessment_of
+from proms.surveys.services import NoOpenQuestionnaire, make_staff_link
 
 bp = Blueprint("care", __name__)
 
@@ -102,25 +102,19 @@ def make_link(patient_id: int) -> ResponseReturnValue:
     found = patient_or_404(db.session, current_user, patient_id)
     if not _can_make_links(found):
         abort(403)
-    now = utcnow()
-    assessment = open_assessment_of(db.session, found, now)
-    if assessment is None:
-        flash("This patient has no questionnaire open today.", "info")
-        return redirect(url_for("care.patient", patient_id=found.id), 303)
     try:
-        check_sendable(
-            db.session, deployment_registry(db.session), assessment, current_app.config["ENV"]
+        assessment, raw = make_staff_link(
+            db.session,
+            deployment_registry(db.session),
+            found,
+            now=utcnow(),
+            env=current_app.config["ENV"],
+            max_age=link_max_age(current_app.config),
+            created_by=current_user._get_current_object(),
         )
-    except NotSendableError as exc:
-        flash(str(exc), "error")
+    except (NoOpenQuestionnaire, NotSendableError) as exc:
+        flash(str(exc), "info" if isinstance(exc, NoOpenQuestionnaire) else "error")
         return redirect(url_for("care.patient", patient_id=found.id), 303)
-    raw = mint_token(
-        db.session,
-        assessment,
-        now=now,
-        max_age=link_max_age(current_app.config),
-        created_by=current_user._get_current_object(),
-    )
     audit_patient_view("link.created", found, {"assessment_id": assessment.id})
     html = render_template("care/link.html", patient=found, url=link_url(current_app.config, raw))
     db.session.commit()

@@ -12,7 +12,7 @@ from proms.auth.services import cli_actor, record_event
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
 from proms.surveys import links
-from proms.surveys.services import check_sendable
+from proms.surveys.services import NoOpenQuestionnaire, make_staff_link
 
 
 @click.command("link")
@@ -39,19 +39,19 @@ def link_command(mrn: str, clinic_slug: str | None) -> None:
             + " or ".join(p.clinic.slug for p in patients)
         )
     patient = patients[0]
-    now = utcnow()
-    assessment = links.open_assessment_of(db.session, patient, now)
-    if assessment is None:
-        raise click.ClickException(f"Patient {mrn} has no questionnaire open today.")
     try:
-        check_sendable(
-            db.session, deployment_registry(db.session), assessment, current_app.config["ENV"]
+        assessment, raw = make_staff_link(
+            db.session,
+            deployment_registry(db.session),
+            patient,
+            now=utcnow(),
+            env=current_app.config["ENV"],
+            max_age=links.link_max_age(current_app.config),
         )
+    except NoOpenQuestionnaire as exc:
+        raise click.ClickException(f"Patient {mrn} has no questionnaire open today.") from exc
     except NotSendableError as exc:
         raise click.ClickException(str(exc)) from exc
-    raw = links.mint_token(
-        db.session, assessment, now=now, max_age=links.link_max_age(current_app.config)
-    )
     record_event(
         db.session,
         "link.created",

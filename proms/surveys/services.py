@@ -12,7 +12,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from proms.admin.instruments import localized, snapshot, stored_definition
-from proms.admin.models import Enrollment
+from proms.admin.models import Enrollment, Patient
+from proms.auth.models import StaffUser
 from proms.care.models import Alert, AlertKind, Score
 from proms.care.scoring import score_response
 from proms.care.services import changes_from_baseline
@@ -26,6 +27,7 @@ from proms.scheduling.models import (
 )
 from proms.scoring.change import ChangeResult, Classification
 from proms.scoring.types import Answer
+from proms.surveys.links import mint_token, open_assessment_of
 from proms.surveys.models import ResponseStatus, SurveyResponse
 
 # Seconds a patient needs per question, on average, for the welcome page's estimate.
@@ -106,6 +108,32 @@ def check_sendable(
     for definition in definitions:
         definition.check_sendable(env)
     return definitions
+
+
+class NoOpenQuestionnaire(SurveyError):
+    """The patient has nothing to answer today."""
+
+
+def make_staff_link(
+    session: Session,
+    registry: Registry,
+    patient: Patient,
+    *,
+    now: dt.datetime,
+    env: str,
+    max_age: dt.timedelta,
+    created_by: StaffUser | None = None,
+) -> tuple[Assessment, str]:
+    """A new link to the patient's open questionnaire, for staff to hand over; raw token.
+
+    Raises NoOpenQuestionnaire, or NotSendableError when production may not send it.
+    """
+    assessment = open_assessment_of(session, patient, now)
+    if assessment is None:
+        raise NoOpenQuestionnaire("This patient has no questionnaire open today.")
+    check_sendable(session, registry, assessment, env)
+    raw = mint_token(session, assessment, now=now, max_age=max_age, created_by=created_by)
+    return assessment, raw
 
 
 def planned_question_count(registry: Registry, assessment: Assessment) -> int:
