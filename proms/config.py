@@ -42,6 +42,15 @@ WTF_CSRF_SSL_STRICT = False
 # and fail validation with a 400 that names the field.
 MAX_CONTENT_LENGTH = 4 * 1024 * 1024
 MAX_FORM_MEMORY_SIZE = 2 * 1024 * 1024
+# Plain (urlencoded) forms are refused before they are parsed when larger than this or with more
+# fields: 413. Anyone can post the patient pages and the sign-in form, which need a few hundred
+# bytes, so they get the small limit; staff forms the larger one.
+PUBLIC_FORM_MAX_BYTES = 8 * 1024
+PUBLIC_FORM_MAX_FIELDS = 50
+FORM_MAX_BYTES = 64 * 1024
+FORM_MAX_FIELDS = 1000
+# Endpoints that take the public limits (besides every page of the patient blueprint).
+PUBLIC_FORM_ENDPOINTS = ["auth.login"]
 
 # How many reverse proxies (nginx, a load balancer) stand in front of proms and set
 # X-Forwarded-For/-Proto/-Host. 0 trusts none of those headers: right when proms faces clients.

@@ -2,9 +2,11 @@
 
 The forms: login (POST /login), logout (POST /logout), the patient search (POST /patients with
 `q` and the pager's hidden `page`; a POST so that names stay out of URLs) and the plain list's
-page number (GET /patients?page=). Every field gets the same matrix: empty, missing, blank, one
-megabyte, invalid UTF-8 (percent-encoded %FF%FE, and literal 0xff bytes), a null byte,
-HTML/script and SQL injection strings, and for `page` values that are not a page number.
+page number (GET /patients?page=). Every field gets the same matrix: empty, missing, blank, too
+long for its field (a megabyte where the body limit allows it, else tens of KB; bodies over the
+limit are tests/test_form_limits.py's), invalid UTF-8 (percent-encoded %FF%FE, and literal 0xff
+bytes), a null byte, HTML/script and SQL injection strings, and for `page` values that are not
+a page number.
 
 What "right" means here:
 - invalid form content is a 400 whose page names the problem in words a person can act on;
@@ -78,7 +80,7 @@ BAD_PAGES: dict[str, tuple[Value, tuple[str, ...]]] = {
     "zero": ("0", (NO_SUCH_PAGE,)),
     "negative": ("-1", (NO_SUCH_PAGE,)),
     "huge": (str(10**30), (NO_SUCH_PAGE,)),
-    "1mb": ("9" * MB, PAGE_PHRASES),
+    "32kb": ("9" * 32_768, PAGE_PHRASES),  # larger bodies: tests/test_form_limits.py
     "superscript-digit": ("\u00b2", PAGE_PHRASES),
     "pct-invalid-utf8": (PCT_INVALID_UTF8, (*PAGE_PHRASES, *BAD_CHARACTER_PHRASES)),
     "raw-invalid-utf8": (RAW_INVALID_UTF8, BAD_CHARACTER_PHRASES),
@@ -219,9 +221,11 @@ def _login_cases() -> list[Any]:
         "email-empty": LoginCase({"email": ""}, 400, (ENTER_EMAIL,)),
         "email-missing": LoginCase({"email": None}, 400, (ENTER_EMAIL,)),
         "email-blank": LoginCase({"email": "   "}, 400, (ENTER_EMAIL,)),
-        "email-1mb": LoginCase({"email": "a" * MB}, 400, (EMAIL_TOO_LONG,)),
-        "email-1mb-address": LoginCase(
-            {"email": "a" * (MB - len("@a.example.org")) + "@a.example.org"},
+        # A megabyte is refused as a body before the form is read (tests/test_form_limits.py).
+        "email-1mb": LoginCase({"email": "a" * MB}, 413, (TOO_LARGE,)),
+        "email-4kb": LoginCase({"email": "a" * 4096}, 400, (EMAIL_TOO_LONG,)),
+        "email-4kb-address": LoginCase(
+            {"email": "a" * (4096 - len("@a.example.org")) + "@a.example.org"},
             400,
             (EMAIL_TOO_LONG,),
         ),
@@ -244,9 +248,10 @@ def _login_cases() -> list[Any]:
         "password-empty": LoginCase({"password": ""}, 400, (ENTER_PASSWORD,)),
         "password-missing": LoginCase({"password": None}, 400, (ENTER_PASSWORD,)),
         "password-blank": LoginCase({"password": "   "}, 400, (ENTER_PASSWORD,)),
-        "password-1mb": LoginCase({"password": "a" * MB}, 400, (PASSWORD_TOO_LONG,)),
-        "password-1mb-right-prefix": LoginCase(
-            {"password": PASSWORD + "a" * (MB - len(PASSWORD))}, 400, (PASSWORD_TOO_LONG,)
+        "password-1mb": LoginCase({"password": "a" * MB}, 413, (TOO_LARGE,)),
+        "password-4kb": LoginCase({"password": "a" * 4096}, 400, (PASSWORD_TOO_LONG,)),
+        "password-4kb-right-prefix": LoginCase(
+            {"password": PASSWORD + "a" * (4096 - len(PASSWORD))}, 400, (PASSWORD_TOO_LONG,)
         ),
         "password-pct-invalid-utf8": LoginCase(
             {"password": PCT_INVALID_UTF8 + quote_plus(PASSWORD).encode()},
@@ -290,7 +295,7 @@ def test_login_form_bad_input(client: FlaskClient, world: World, case: LoginCase
 
 def test_login_bad_input_is_not_a_failed_attempt(client: FlaskClient, world: World) -> None:
     """Enough invalid forms to lock an account several times over leave it unlocked, uncounted."""
-    for password in ["", "   ", "a" * MB, PCT_INVALID_UTF8, PASSWORD + NUL] * 5:
+    for password in ["", "   ", "a" * MB, "a" * 4096, PCT_INVALID_UTF8, PASSWORD + NUL] * 5:
         post_form(client, "/login", {"email": EMAIL, "password": password}, csrf_token(client))
     response = login(client, EMAIL)
     assert response.status_code == 302
@@ -309,7 +314,7 @@ def _logout_cases() -> list[Any]:
     cases: dict[str, tuple[Value, tuple[str, ...]]] = {
         "token-empty": ("", (CSRF_MESSAGE,)),
         "token-missing": (None, (CSRF_MESSAGE,)),
-        "token-1mb": ("a" * MB, (CSRF_MESSAGE,)),
+        "token-32kb": ("a" * 32_768, (CSRF_MESSAGE,)),
         "token-pct-invalid-utf8": (PCT_INVALID_UTF8, unreadable),
         "token-raw-invalid-utf8": (RAW_INVALID_UTF8, unreadable),
         "token-nul": (NUL, unreadable),
@@ -384,7 +389,8 @@ def _search_cases() -> list[Any]:
         "q-empty": SearchCase({"q": ""}, 200, ("3 patients",), matches_all=True),
         "q-missing": SearchCase({}, 200, ("3 patients",), matches_all=True),
         "q-blank": SearchCase({"q": "   "}, 200, ("3 patients",), matches_all=True),
-        "q-1mb": SearchCase({"q": "a" * MB}, 400, (SEARCH_TOO_LONG,)),
+        "q-1mb": SearchCase({"q": "a" * MB}, 413, (TOO_LARGE,)),
+        "q-32kb": SearchCase({"q": "a" * 32_768}, 400, (SEARCH_TOO_LONG,)),
         "q-101-characters": SearchCase({"q": "a" * 101}, 400, (SEARCH_TOO_LONG,)),
         "q-pct-invalid-utf8": SearchCase(
             {"q": b"Test" + PCT_INVALID_UTF8}, 400, BAD_CHARACTER_PHRASES
@@ -405,7 +411,7 @@ def _search_cases() -> list[Any]:
             f"page-{name}": SearchCase({"q": "Test", "page": value}, 400, phrases)
             for name, (value, phrases) in BAD_PAGES.items()
         },
-        "both-bad": SearchCase({"q": "a" * MB, "page": "-1"}, 400, (SEARCH_TOO_LONG,)),
+        "both-bad": SearchCase({"q": "a" * 32_768, "page": "-1"}, 400, (SEARCH_TOO_LONG,)),
     }
     return [pytest.param(case, id=name) for name, case in cases.items()]
 
