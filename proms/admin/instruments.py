@@ -83,11 +83,22 @@ def deployment_registry(session: Session) -> Registry:
 def localized(
     session: Session, definition: InstrumentDefinition, language: str
 ) -> InstrumentDefinition:
-    """The definition in the patient's language when that wording was imported, else as is."""
+    """The definition in the patient's language, as well as this deployment has it.
+
+    In order: the official wording imported in that language; else the definition's own
+    translation of our summary wording (the bundled files carry one); else the definition as
+    is. A definition whose wording is official has no translations of the summary, so a
+    patient whose language has no official import reads the official wording there is rather
+    than our summary (which production would refuse to send).
+    """
     if language == definition.language:
         return definition
     row = _latest_imports(session).get((definition.code, definition.version, language))
-    return stored_definition(row) if row is not None else definition
+    if row is not None:
+        return stored_definition(row)
+    if language in definition.languages:
+        return definition.translated(language)
+    return definition
 
 
 def snapshot(

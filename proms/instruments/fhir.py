@@ -4,7 +4,9 @@ Export: one `choice` item per question (linkId = our item id, LOINC code where k
 answer a Coding whose code is the stored value, with the value also as a number in the
 ordinalValue (R4) and itemWeight (R5 name) extensions, so any FHIR client can score it. The
 recall period is a leading display item; the licence notice is `copyright`; a proms extension
-records where the wording came from, so re-importing our own export keeps "summary".
+records where the wording came from, so re-importing our own export keeps "summary". The
+translations of our summary wording go with their texts as the standard FHIR translation
+extension (on `_title`, each item's `_text` and each answer's `_display`).
 
 Import reads the same shape from any R4 Questionnaire: nested groups are flattened, display
 items skipped, and each answer's value taken from ordinalValue / itemWeight (on the answer
@@ -39,6 +41,7 @@ ORDINAL_VALUE = "http://hl7.org/fhir/StructureDefinition/ordinalValue"
 ITEM_WEIGHT = "http://hl7.org/fhir/StructureDefinition/itemWeight"
 # The R4 predecessor of ordinalValue, still common in Questionnaires in the wild.
 ISO21090_CO_VALUE = "http://hl7.org/fhir/StructureDefinition/iso21090-CO-value"
+TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
 _VALUE_EXTENSIONS = (ORDINAL_VALUE, ITEM_WEIGHT, ISO21090_CO_VALUE)
 
 RECALL_PERIOD_LINK_ID = "recall-period"
@@ -60,13 +63,32 @@ def _loinc(code: str | None, display: str | None = None) -> list[dict[str, str]]
     return [coding]
 
 
-def _answer_option(option: Option) -> dict[str, Any]:
+def _translated(texts: list[tuple[str, str]]) -> dict[str, Any]:
+    """A primitive's extensions (the `_text` beside `text`) giving its text in other languages."""
+    return {
+        "extension": [
+            {
+                "url": TRANSLATION,
+                "extension": [
+                    {"url": "lang", "valueCode": language},
+                    {"url": "content", "valueString": text},
+                ],
+            }
+            for language, text in texts
+        ]
+    }
+
+
+def _answer_option(option: Option, labels: list[tuple[str, str]]) -> dict[str, Any]:
+    coding: dict[str, Any] = {"code": str(option.value), "display": option.label}
+    if labels:
+        coding["_display"] = _translated(labels)
     return {
         "extension": [
             {"url": ORDINAL_VALUE, "valueDecimal": option.value},
             {"url": ITEM_WEIGHT, "valueDecimal": option.value},
         ],
-        "valueCoding": {"code": str(option.value), "display": option.label},
+        "valueCoding": coding,
     }
 
 
@@ -82,22 +104,33 @@ def _wording_extension(wording: Wording) -> dict[str, Any]:
 
 def to_questionnaire(definition: InstrumentDefinition) -> dict[str, Any]:
     """The definition as a FHIR R4 Questionnaire resource (JSON-ready dict)."""
+    translations = definition.translations
     items: list[dict[str, Any]] = []
     if definition.recall_period:
-        items.append(
-            {"linkId": RECALL_PERIOD_LINK_ID, "type": "display", "text": definition.recall_period}
-        )
+        recall: dict[str, Any] = {
+            "linkId": RECALL_PERIOD_LINK_ID,
+            "type": "display",
+            "text": definition.recall_period,
+        }
+        recalls = [(t.language, t.recall_period) for t in translations if t.recall_period]
+        if recalls:
+            recall["_text"] = _translated(recalls)
+        items.append(recall)
     for item in definition.items:
         entry: dict[str, Any] = {"linkId": item.id}
         if item.loinc:
             entry["code"] = _loinc(item.loinc)
-        entry.update(
-            {
-                "text": item.text,
-                "type": "choice",
-                "answerOption": [_answer_option(option) for option in item.options],
-            }
-        )
+        entry["text"] = item.text
+        if translations:
+            entry["_text"] = _translated([(t.language, t.item(item.id).text) for t in translations])
+        entry["type"] = "choice"
+        entry["answerOption"] = [
+            _answer_option(
+                option,
+                [(t.language, t.item(item.id).label(option.value)) for t in translations],
+            )
+            for option in item.options
+        ]
         items.append(entry)
     questionnaire: dict[str, Any] = {
         "resourceType": "Questionnaire",
@@ -109,6 +142,10 @@ def to_questionnaire(definition: InstrumentDefinition) -> dict[str, Any]:
         "version": definition.version,
         "name": _computable_name(definition.code),
         "title": definition.title,
+    }
+    if translations:
+        questionnaire["_title"] = _translated([(t.language, t.title) for t in translations])
+    questionnaire |= {
         "status": "active",
         "subjectType": ["Patient"],
         "copyright": definition.licence.notice,

@@ -4,7 +4,8 @@ Validation has two layers: schema.json (JSON Schema draft 2020-12, checked with 
 for shape and types, then the checks a schema cannot express: unique item ids and option
 values, a scoring table with exactly one row for every possible raw sum, a calibration for
 every item with ordered thresholds and one fewer than the answer options, scales and alerts that
-name real items. Every problem is reported with the file name and the JSON path of the field.
+name real items, translations that translate every item and option and nothing else. Every
+problem is reported with the file name and the JSON path of the field.
 """
 
 from __future__ import annotations
@@ -274,6 +275,62 @@ def _alert_problems(data: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _translation_problems(data: Mapping[str, Any]) -> list[Problem]:
+    """Each translation: of summary wording, into another language, of every text exactly."""
+    translations = data.get("translations", {})
+    if not translations:
+        return []
+    if data["wording"]["source"] != "summary":
+        return [
+            (
+                "translations",
+                "only proms' own summary wording carries translations; official wording in "
+                "another language is imported on its own",
+            )
+        ]
+    problems: list[Problem] = []
+    items = {item["id"]: item for item in data["items"]}
+    for language, translation in translations.items():
+        where = json_path(["translations", language])
+        if language == data["language"]:
+            problems.append((where, f"{language!r} is the definition's own language"))
+        if (translation["recall_period"] is None) != (data["recall_period"] is None):
+            problems.append(
+                (
+                    f"{where}.recall_period",
+                    "must be null when the definition has no recall period"
+                    if data["recall_period"] is None
+                    else "the definition has a recall period: translate it",
+                )
+            )
+        translated = translation["items"]
+        for item_id in items:
+            if item_id not in translated:
+                problems.append((f"{where}.items", f"no translation of item {item_id!r}"))
+        for item_id, item in translated.items():
+            item_where = json_path(["translations", language, "items", item_id])
+            if item_id not in items:
+                problems.append((item_where, f"{item_id!r} is not an item of this instrument"))
+                continue
+            values = [option["value"] for option in items[item_id]["options"]]
+            labelled = {int(value) for value in item["options"]}
+            for value in values:
+                if value not in labelled:
+                    problems.append(
+                        (f"{item_where}.options", f"no translation of the option valued {value}")
+                    )
+            for value in sorted(labelled - set(values)):
+                problems.append(
+                    (
+                        json_path(
+                            ["translations", language, "items", item_id, "options", str(value)]
+                        ),
+                        f"item {item_id!r} has no option valued {value}",
+                    )
+                )
+    return problems
+
+
 def _is_iso_date(text: str) -> bool:
     for parse in (dt.date.fromisoformat, dt.datetime.fromisoformat):
         try:
@@ -327,6 +384,7 @@ def semantic_problems(data: Mapping[str, Any]) -> list[Problem]:
 
     problems += _threshold_problems(data, scale_keys)
     problems += _alert_problems(data)
+    problems += _translation_problems(data)
 
     imported_at = data["wording"]["imported_at"]
     if imported_at is not None and not _is_iso_date(imported_at):

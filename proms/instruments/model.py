@@ -3,13 +3,18 @@
 `definition_from_json` expects data the loader has already validated (schema.json plus the
 semantic checks in loader.py); `InstrumentDefinition.to_json` is its exact inverse, so a
 definition can be stored, exported and reloaded without loss.
+
+A definition with our own summary wording may carry translations of it (`Translation`: the
+title, recall period, item texts and option labels in another language). `translated` gives
+the definition in one of those languages: the same instrument, items, values and scoring, with
+only the text a patient reads changed.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from proms.instruments.errors import NotSendableError
@@ -74,6 +79,36 @@ class Wording:
     source: WordingSource
     reference: str
     imported_at: str | None = None  # ISO 8601 date (or date-time) of the import
+
+
+@dataclass(frozen=True, slots=True)
+class ItemTranslation:
+    """One item's text and option labels in another language; labels by option value."""
+
+    text: str
+    labels: tuple[tuple[int, str], ...]
+
+    def label(self, value: int) -> str:
+        for option_value, label in self.labels:
+            if option_value == value:
+                return label
+        raise KeyError(f"no translated label for the value {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class Translation:
+    """Our summary wording in another language: every text of the definition a patient sees."""
+
+    language: str
+    title: str
+    recall_period: str | None
+    items: tuple[tuple[str, ItemTranslation], ...]  # by item id
+
+    def item(self, item_id: str) -> ItemTranslation:
+        for translated_id, item in self.items:
+            if translated_id == item_id:
+                return item
+        raise KeyError(f"the {self.language} translation has no item {item_id!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +231,19 @@ class InstrumentDefinition:
     licence: Licence
     loinc: LoincCodes
     notes: str = ""
+    translations: tuple[Translation, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Translations translate our summary wording in the definition's own language. A
+        # definition reworded by an import (a copy with new items and wording) keeps none that
+        # no longer translate it: none once the wording is official, none into its own
+        # language. Definition files with either are refused by the loader.
+        if self.wording.source is WordingSource.OFFICIAL:
+            kept: tuple[Translation, ...] = ()
+        else:
+            kept = tuple(t for t in self.translations if t.language != self.language)
+        if kept != self.translations:
+            object.__setattr__(self, "translations", kept)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -210,6 +258,48 @@ class InstrumentDefinition:
             if item.id == item_id:
                 return item
         raise KeyError(f"{self.code} {self.version} has no item {item_id!r}")
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages of its wording: its own first, then those of its translations."""
+        return (self.language, *(t.language for t in self.translations))
+
+    def translated(self, language: str) -> InstrumentDefinition:
+        """This definition in `language`, from its translation; itself in its own language.
+
+        The same code, version, items, values and scoring; only the title, recall period, item
+        texts and option labels change. The result is a definition of its own (its language,
+        no translations, so its own snapshot and hash); its wording is still our summary.
+        Raises KeyError when there is no translation into `language`.
+        """
+        if language == self.language:
+            return self
+        for translation in self.translations:
+            if translation.language == language:
+                break
+        else:
+            known = ", ".join(self.languages)
+            raise KeyError(f"{self.code} {self.version} has no {language!r} wording ({known})")
+        items = []
+        for item in self.items:
+            text = translation.item(item.id)
+            items.append(
+                replace(
+                    item,
+                    text=text.text,
+                    options=tuple(
+                        Option(option.value, text.label(option.value)) for option in item.options
+                    ),
+                )
+            )
+        return replace(
+            self,
+            language=language,
+            title=translation.title,
+            recall_period=translation.recall_period,
+            items=tuple(items),
+            translations=(),
+        )
 
     @property
     def table_status(self) -> str | None:
@@ -318,6 +408,8 @@ class InstrumentDefinition:
         data["scoring"] = _scoring_json(self.scoring)
         data["thresholds"] = [_threshold_json(t) for t in self.thresholds]
         data["alerts"] = [_alert_json(rule) for rule in self.alerts]
+        if self.translations:
+            data["translations"] = {t.language: _translation_json(t) for t in self.translations}
         return data
 
 
@@ -376,6 +468,38 @@ def _threshold_json(threshold: ChangeThreshold) -> dict[str, Any]:
         "evidence": threshold.evidence,
         "note": threshold.note,
     }
+
+
+def _translation_json(translation: Translation) -> dict[str, Any]:
+    return {
+        "title": translation.title,
+        "recall_period": translation.recall_period,
+        "items": {
+            item_id: {
+                "text": item.text,
+                "options": {str(value): label for value, label in item.labels},
+            }
+            for item_id, item in translation.items
+        },
+    }
+
+
+def _translation_from_json(language: str, data: Mapping[str, Any]) -> Translation:
+    return Translation(
+        language=language,
+        title=data["title"],
+        recall_period=data["recall_period"],
+        items=tuple(
+            (
+                item_id,
+                ItemTranslation(
+                    text=item["text"],
+                    labels=tuple((int(value), label) for value, label in item["options"].items()),
+                ),
+            )
+            for item_id, item in data["items"].items()
+        ),
+    )
 
 
 def _alert_json(rule: AlertRule) -> dict[str, Any]:
@@ -439,6 +563,10 @@ def definition_from_json(data: Mapping[str, Any]) -> InstrumentDefinition:
                 items=tuple(a.get("items", ())),
             )
             for a in data["alerts"]
+        ),
+        translations=tuple(
+            _translation_from_json(language, translation)
+            for language, translation in data.get("translations", {}).items()
         ),
     )
 

@@ -159,7 +159,11 @@ def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path
     registry = deployment_registry(db.session)
     english = registry.get("promis-pi-4a")
     assert english.wording.source.value == "summary"  # the English wording is untouched
-    assert localized(db.session, english, "es").items[0].text == "Texto oficial de PAININ9 (prueba)"
+    # The imported official Spanish wins over our bundled Spanish summary.
+    official = localized(db.session, english, "es")
+    assert official.items[0].text == "Texto oficial de PAININ9 (prueba)"
+    assert official.items[0].text != english.translated("es").items[0].text
+    assert (official.language, official.wording.source.value) == ("es", "official")
     assert localized(db.session, english, "en") is english
 
     patient = add_patient(world.clinic_a, "ES1", language="es")
@@ -172,3 +176,63 @@ def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path
     assert first.item.text == "Texto oficial de PAININ9 (prueba)"
     # Scored exactly like the English form.
     assert first.definition.scoring == english.scoring
+
+
+def test_a_spanish_patient_reads_the_bundled_spanish_summary(world: World) -> None:
+    import datetime as dt
+
+    from proms.admin.instruments import definition_sha256, localized, stored_definition
+    from proms.admin.services import enroll_patient
+    from proms.db import utcnow
+    from proms.surveys.services import start
+    from tests.conftest import add_patient
+
+    registry = deployment_registry(db.session)
+    english = registry.get("pass-20")
+    spanish = localized(db.session, english, "es")  # nothing imported: our Spanish summary
+    assert spanish == english.translated("es")
+    assert (spanish.language, spanish.wording.source.value) == ("es", "summary")
+    assert spanish.items[0].text.startswith("Cuando tengo dolor")
+    assert localized(db.session, english, "fr") is english  # no French at all: as is
+    assert localized(db.session, english, "en") is english
+
+    plans = {}
+    for mrn, language in (("ES1", "es"), ("EN1", "en")):
+        patient = add_patient(world.clinic_a, mrn, language=language)
+        enrollment = enroll_patient(
+            db.session, patient, world.protocol_a, utcnow().date() + dt.timedelta(days=3)
+        )
+        plans[language] = start(
+            db.session, registry, enrollment.assessments[0], now=utcnow(), env="test"
+        )
+    pairs = list(zip(plans["es"].questions, plans["en"].questions, strict=True))
+    assert len(pairs) == 35
+    for es, en in pairs:
+        assert (es.definition.language, en.definition.language) == ("es", "en")
+        assert (es.item.id, es.item.values) == (en.item.id, en.item.values)
+        assert es.item.text != en.item.text
+        assert es.definition.form() == en.definition.form()  # scored identically
+
+    # Each language is a snapshot row of its own, kept as bundled (not imported) wording.
+    rows = db.session.scalars(select(Instrument).where(Instrument.code == "pass-20")).all()
+    assert sorted(row.definition["language"] for row in rows) == ["en", "es"]
+    assert {row.source for row in rows} == {InstrumentSource.BUNDLED}
+    spanish_row = next(row for row in rows if row.definition["language"] == "es")
+    assert spanish_row.title == spanish.title
+    assert spanish_row.definition_sha256 == definition_sha256(spanish)
+    assert stored_definition(spanish_row) == spanish
+    # A Spanish snapshot is not an import: the registry still serves the bundled definition.
+    assert deployment_registry(db.session).get("pass-20") == english
+
+
+def test_official_english_is_not_traded_for_the_spanish_summary(runner, world: World) -> None:
+    from proms.admin.instruments import localized
+
+    assert runner.invoke(args=["instruments", "import", str(OFFICIAL_PI4A)]).exit_code == 0
+    official = deployment_registry(db.session).get("promis-pi-4a")
+    assert official.wording.source.value == "official"
+    assert official.translations == ()  # our Spanish translated the summary, not this
+    # Without official Spanish wording, a Spanish patient reads the official English (which
+    # production may send) rather than our summary (which production refuses).
+    assert localized(db.session, official, "es") is official
+    official.check_sendable("production")

@@ -176,7 +176,7 @@ def test_pass_20(registry: Registry) -> None:
     assert scales["cognitive"] == ("PASS1", "PASS2", "PASS3", "PASS4", "PASS5")
     assert scales["physiological"] == tuple(f"PASS{i}" for i in range(16, 21))
     labels = [o.label for o in definition.item("PASS7").options]
-    assert labels == ["Never", "1", "2", "3", "4", "Always"]
+    assert labels == ["Never", "Rarely", "Sometimes", "Often", "Almost always", "Always"]
     assert definition.item("PASS7").values == (0, 1, 2, 3, 4, 5)
     assert not any(item.reverse for item in definition.items)
     norms = definition.scoring.norms

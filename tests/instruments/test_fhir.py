@@ -70,12 +70,22 @@ def test_export_shape(registry: Registry) -> None:
     assert data["copyright"] == definition.licence.notice
     assert data["identifier"] == [{"system": fhir.INSTRUMENT_CODE_SYSTEM, "value": "promis-pi-8a"}]
     recall, first = data["item"][0], data["item"][1]
-    assert recall == {"linkId": "recall-period", "type": "display", "text": "In the past 7 days"}
+    assert recall == {
+        "linkId": "recall-period",
+        "type": "display",
+        "text": "In the past 7 days",
+        "_text": _spanish("En los últimos 7 días"),
+    }
     assert first["linkId"] == "PAININ9"
     assert first["type"] == "choice"
     assert "code" not in first  # no item LOINC code is known
+    assert first["_text"] == _spanish(definition.translated("es").items[0].text)
     option = first["answerOption"][0]
-    assert option["valueCoding"] == {"code": "1", "display": "Not at all"}
+    assert option["valueCoding"] == {
+        "code": "1",
+        "display": "Not at all",
+        "_display": _spanish("Nada"),
+    }
     assert option["extension"] == [
         {"url": "http://hl7.org/fhir/StructureDefinition/ordinalValue", "valueDecimal": 1},
         {"url": "http://hl7.org/fhir/StructureDefinition/itemWeight", "valueDecimal": 1},
@@ -83,6 +93,43 @@ def test_export_shape(registry: Registry) -> None:
     wording = data["extension"][0]
     assert wording["url"] == fhir.WORDING_EXTENSION
     assert {"url": "source", "valueCode": "summary"} in wording["extension"]
+
+
+def _spanish(text: str) -> dict[str, Any]:
+    """The FHIR translation extension of a primitive, giving its Spanish text."""
+    return {
+        "extension": [
+            {
+                "url": "http://hl7.org/fhir/StructureDefinition/translation",
+                "extension": [
+                    {"url": "lang", "valueCode": "es"},
+                    {"url": "content", "valueString": text},
+                ],
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize("code", BUNDLED_CODES)
+def test_export_carries_the_spanish_summary_as_translation_extensions(
+    registry: Registry, code: str
+) -> None:
+    definition = registry.get(code)
+    spanish = definition.translated("es")
+    data = fhir.to_questionnaire(definition)
+    assert data["language"] == "en"
+    assert data["_title"] == _spanish(spanish.title)
+    questions = [item for item in data["item"] if item["type"] == "choice"]
+    for entry, item in zip(questions, spanish.items, strict=True):
+        assert entry["_text"] == _spanish(item.text)
+        labels = [option["valueCoding"]["_display"] for option in entry["answerOption"]]
+        assert labels == [_spanish(option.label) for option in item.options]
+    # The Spanish variant is exported in its own language, with no translations.
+    exported = fhir.to_questionnaire(spanish)
+    Questionnaire.model_validate(exported)
+    assert exported["language"] == "es"
+    assert "_title" not in exported
+    assert all("_text" not in item for item in exported["item"])
 
 
 def test_reverse_coded_values_are_exported_as_stored(registry: Registry) -> None:

@@ -110,9 +110,80 @@ def _substantial_on_points(d: dict[str, Any]) -> None:
     d["thresholds"][0]["substantial"] = 50.0
 
 
+def _untranslated_item(d: dict[str, Any]) -> None:
+    del d["translations"]["es"]["items"]["PAININ22"]
+
+
+def _unknown_translated_item(d: dict[str, Any]) -> None:
+    d["translations"]["es"]["items"]["PAININ99"] = d["translations"]["es"]["items"]["PAININ9"]
+
+
+def _untranslated_option(d: dict[str, Any]) -> None:
+    del d["translations"]["es"]["items"]["PAININ34"]["options"]["5"]
+
+
+def _unknown_translated_option(d: dict[str, Any]) -> None:
+    d["translations"]["es"]["items"]["PAININ9"]["options"]["6"] = "Muchísimo"
+
+
+def _option_key_not_a_value(d: dict[str, Any]) -> None:
+    options = d["translations"]["es"]["items"]["PAININ9"]["options"]
+    options["01"] = options.pop("1")
+
+
+def _untranslated_title(d: dict[str, Any]) -> None:
+    del d["translations"]["es"]["title"]
+
+
+def _untranslated_recall_period(d: dict[str, Any]) -> None:
+    d["translations"]["es"]["recall_period"] = None
+
+
+def _recall_period_of_none(d: dict[str, Any]) -> None:
+    d["translations"]["es"]["recall_period"] = "En general"
+
+
+def _translation_into_its_own_language(d: dict[str, Any]) -> None:
+    d["translations"]["en"] = d["translations"]["es"]
+
+
+def _translation_of_official_wording(d: dict[str, Any]) -> None:
+    d["wording"] = {"source": "official", "reference": "f.json", "imported_at": "2026-11-25"}
+
+
+def _bad_language_tag(d: dict[str, Any]) -> None:
+    d["translations"]["Spanish"] = d["translations"].pop("es")
+
+
 @pytest.mark.parametrize(
     ("code", "mutate", "path", "fragment"),
     [
+        ("promis-pi-4a", _untranslated_item, "translations.es.items", "item 'PAININ22'"),
+        (
+            "promis-pi-4a",
+            _unknown_translated_item,
+            "translations.es.items.PAININ99",
+            "not an item of this instrument",
+        ),
+        (
+            "promis-pi-4a",
+            _untranslated_option,
+            "translations.es.items.PAININ34.options",
+            "option valued 5",
+        ),
+        (
+            "promis-pi-4a",
+            _unknown_translated_option,
+            'translations.es.items.PAININ9.options["6"]',
+            "no option valued 6",
+        ),
+        ("promis-pi-4a", _option_key_not_a_value, "translations.es.items.PAININ9.options", "'01'"),
+        ("promis-pi-4a", _untranslated_title, "translations.es.title", "required"),
+        ("promis-pi-4a", _untranslated_recall_period, "translations.es.recall_period", "translate"),
+        ("pass-20", _recall_period_of_none, "translations.es.recall_period", "must be null"),
+        ("peg", _translation_into_its_own_language, "translations.en", "own language"),
+        ("peg", _translation_of_official_wording, "translations", "summary wording"),
+        ("peg", _bad_language_tag, "translations", "'Spanish'"),
         ("promis-pi-4a", _drop_version, "version", "required field is missing"),
         ("promis-pi-4a", _wrong_type, "items[0].reverse", "not of type 'boolean'"),
         ("promis-pi-4a", _duplicate_option_value, "items[2].options[1].value", "appears twice"),
