@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import sqlite3
+from contextvars import ContextVar
 from typing import Any
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Dialect, Enum, MetaData, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlalchemy.types import TypeDecorator
 
@@ -79,8 +80,15 @@ db = SQLAlchemy(model_class=Base, disable_autonaming=True)
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL for concurrent readers beside one writer; SQLite leaves foreign keys off by default."""
+    """WAL for concurrent readers beside one writer; SQLite leaves foreign keys off by default.
+
+    pysqlite's own transaction handling is switched off (isolation_level None): it begins a
+    transaction only before a write, so reads before it see another moment, and a read
+    transaction that later writes fails at once when another writer got in between. proms
+    begins every transaction itself instead (below).
+    """
     if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
@@ -88,10 +96,56 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# How SQLite transactions begin in this context: IMMEDIATE (the default) or DEFERRED.
+sqlite_begin: ContextVar[str] = ContextVar("sqlite_begin", default="IMMEDIATE")
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_begin(connection: Connection) -> None:
+    """On SQLite every transaction takes the write lock when it begins (BEGIN IMMEDIATE).
+
+    SQLite has one writer at a time and no row locks: `SELECT ... FOR UPDATE` is a no-op there,
+    and a transaction that reads, then writes after another writer committed, fails at once
+    (the busy timeout cannot help it). Taking the write lock up front makes each transaction run
+    alone among writers, so read-check-write code (is the draft still open? is the link locked?)
+    holds on SQLite as it does under PostgreSQL's row locks; a second writer waits
+    (busy_timeout) instead of failing. Readers in WAL mode are never blocked. This is
+    SQLAlchemy's documented pysqlite recipe.
+
+    Code that only reads, and must not queue behind writers (test assertions that read what a
+    server stored), sets `sqlite_begin` to DEFERRED in its own context.
+    """
+    if connection.dialect.name == "sqlite":
+        mode = sqlite_begin.get()
+        assert mode in ("IMMEDIATE", "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+@event.listens_for(Engine, "handle_error")
+def _no_values_in_errors(context: ExceptionContext) -> None:
+    """Keep PostgreSQL's error details (which quote row values) out of error messages.
+
+    `hide_parameters` keeps bound values out of SQLAlchemy's messages, but PostgreSQL's own text
+    repeats them ("DETAIL: Failing row contains (..., name, ...)", "Key (mrn)=(...)"). Only the
+    primary message stays in what gets logged; the details remain on the driver's `diag`.
+    """
+    original = context.original_exception
+    diag = getattr(original, "diag", None)
+    if diag is None or not (diag.message_detail or diag.context):
+        return
+    terse = diag.message_primary or type(original).__name__
+    original.args = (terse,)
+    if context.sqlalchemy_exception is not None:
+        kind = f"{type(original).__module__}.{type(original).__name__}"
+        context.sqlalchemy_exception.args = (f"({kind}) {terse}",)
+
+
 def init_app(app: Flask) -> None:
     """Bind the database to the app; PostgreSQL connections give up quickly when it is down."""
     options: dict[str, Any] = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
     options.setdefault("pool_pre_ping", True)
+    # Errors and echo never print bound parameters: they hold answers, scores and names.
+    options["hide_parameters"] = True
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         options.setdefault("connect_args", {"connect_timeout": 3})
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options

@@ -21,7 +21,7 @@ from proms.scheduling.models import (
     NotificationKind,
     NotificationStatus,
 )
-from proms.surveys.models import AccessToken, ResponseStatus, SurveyResponse
+from proms.surveys.models import AccessToken, ResponseStatus, SurveyAnswer, SurveyResponse
 
 __all__ = [
     "AccessToken",
@@ -49,6 +49,7 @@ __all__ = [
     "Score",
     "SessionStatus",
     "StaffUser",
+    "SurveyAnswer",
     "SurveyResponse",
     "TreatmentSession",
 ]

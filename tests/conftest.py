@@ -29,7 +29,7 @@ from proms.admin.services import bundled_protocol, create_clinic, install_protoc
 from proms.auth.models import Role, StaffUser
 from proms.auth.passwords import hasher_from_config
 from proms.auth.services import create_staff
-from proms.db import Base, db
+from proms.db import Base, db, sqlite_begin
 
 PASSWORD = "correct horse battery"
 
@@ -201,6 +201,19 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask):  # type: ignore[no-untyped-def]
     return app.test_cli_runner()
+
+
+@pytest.fixture(autouse=True)
+def _test_code_reads_without_the_write_lock() -> Iterator[None]:
+    """The test's own SQLite transactions begin DEFERRED; the app's begin IMMEDIATE.
+
+    A test reads what a request stored, often on a connection of its own; with BEGIN IMMEDIATE
+    that read would queue behind (or hold up) the server it is checking. Requests never run in
+    this context: the test client runs each in a fresh one, and servers in their own threads.
+    """
+    token = sqlite_begin.set("DEFERRED")
+    yield
+    sqlite_begin.reset(token)
 
 
 @pytest.fixture(autouse=True)

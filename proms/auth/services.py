@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from argon2 import PasswordHasher
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from proms.admin.models import Clinic
 from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role, StaffUser
 from proms.auth.passwords import password_problem, verify
-from proms.db import utcnow
 
 
 class AccountError(ValueError):
@@ -163,13 +162,35 @@ def find_throttle(
     return session.scalar(query)
 
 
-def _throttle_for_failure(session: Session, email: str) -> LoginThrottle:
-    """The throttle row of an address, created if missing and locked against concurrent logins."""
+def _count_failure(
+    session: Session, email: str, policy: LockoutPolicy, now: dt.datetime
+) -> LoginThrottle:
+    """Count a failed login for an address (its row made if missing) and lock it if due.
+
+    The count is incremented in the database (`SET n = n + 1`), never read and written back, so
+    failures sent at the same moment all count, on SQLite as on PostgreSQL.
+    """
     insert = sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
+    key = email_sha256(email)
     session.execute(
         insert(LoginThrottle)
-        .values(email_sha256=email_sha256(email), failed_count=0, updated_at=utcnow())
+        .values(email_sha256=key, failed_count=0, updated_at=now)
         .on_conflict_do_nothing()
+    )
+    failures = session.scalar(
+        update(LoginThrottle)
+        .where(LoginThrottle.email_sha256 == key)
+        .values(failed_count=LoginThrottle.failed_count + 1, updated_at=now)
+        .returning(LoginThrottle.failed_count)
+        .execution_options(synchronize_session=False)
+    )
+    assert failures is not None
+    lock = policy.lock_duration(failures)
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.email_sha256 == key)
+        .values(locked_until=now + lock if lock else None)
+        .execution_options(synchronize_session=False)
     )
     throttle = find_throttle(session, email, for_update=True)
     assert throttle is not None
@@ -230,10 +251,7 @@ def authenticate(
         reason = ""
 
     if reason:
-        throttle = _throttle_for_failure(session, email)
-        throttle.failed_count += 1
-        lock = policy.lock_duration(throttle.failed_count)
-        throttle.locked_until = now + lock if lock else None
+        throttle = _count_failure(session, email, policy, now)
         record_event(
             session,
             "login.failed",

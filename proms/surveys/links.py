@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
@@ -210,3 +210,46 @@ def open_assessment_of(session: Session, patient: Patient, now: dt.datetime) -> 
             if assessment.is_open(now):
                 return assessment
     return None
+
+
+def count_failed_identity_check(
+    session: Session,
+    token: AccessToken,
+    *,
+    now: dt.datetime,
+    max_tries: int,
+    lock_for: dt.timedelta,
+) -> dt.datetime | None:
+    """Count one wrong date of birth; lock the link after `max_tries`. Returns the lock's end.
+
+    The count is incremented in the database (`SET n = n + 1`), never read and written back,
+    so wrong tries sent at the same moment all count, on SQLite as on PostgreSQL.
+    """
+    failures = session.scalar(
+        update(AccessToken)
+        .where(
+            AccessToken.id == token.id,
+            # Not while locked: a try that arrives after another one locked the link is refused.
+            or_(
+                AccessToken.identity_locked_until.is_(None),
+                AccessToken.identity_locked_until <= now,
+            ),
+        )
+        .values(failed_identity_count=AccessToken.failed_identity_count + 1)
+        .returning(AccessToken.failed_identity_count)
+        .execution_options(synchronize_session=False)
+    )
+    if failures is None:
+        return session.scalar(
+            select(AccessToken.identity_locked_until).where(AccessToken.id == token.id)
+        )
+    if failures < max_tries:
+        return None
+    locked_until = now + lock_for
+    session.execute(
+        update(AccessToken)
+        .where(AccessToken.id == token.id)
+        .values(failed_identity_count=0, identity_locked_until=locked_until)
+        .execution_options(synchronize_session=False)
+    )
+    return locked_until

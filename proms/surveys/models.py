@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, LargeBinary, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proms.db import db, enum_type, utcnow
@@ -53,6 +53,26 @@ class AccessToken(db.Model):
     )
 
 
+class SurveyAnswer(db.Model):
+    """One item's answer in a response: a row per item, written by an upsert.
+
+    Rows rather than one JSON document per response: saving an answer touches only its own row,
+    so two tabs answering different questions at the same moment can never overwrite each
+    other, and item-level export and analysis read plain columns.
+    """
+
+    __tablename__ = "survey_answer"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    response_id: Mapped[int] = mapped_column(ForeignKey("survey_response.id", ondelete="CASCADE"))
+    item_id: Mapped[str] = mapped_column(String(64))
+    # The chosen option's value; None: the patient skipped the item on purpose.
+    value: Mapped[int | None]
+    answered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("response_id", "item_id"),)
+
+
 class SurveyResponse(db.Model):
     """The answers to one instrument at one assessment: a draft until submitted."""
 
@@ -66,14 +86,19 @@ class SurveyResponse(db.Model):
         default=ResponseStatus.DRAFT,
         server_default=ResponseStatus.DRAFT.value,
     )
-    # Item id -> answer value; a missing key is an unanswered item.
-    answers: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[dt.datetime | None]
 
     assessment: Mapped[Assessment] = relationship(back_populates="responses")
     instrument: Mapped[Instrument] = relationship()
+    # Loaded with the response (one query for all the responses of a page).
+    answer_rows: Mapped[list[SurveyAnswer]] = relationship(
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by=SurveyAnswer.id,
+        lazy="selectin",
+    )
 
     __table_args__ = (
         UniqueConstraint("assessment_id", "instrument_id"),
@@ -81,3 +106,15 @@ class SurveyResponse(db.Model):
             "(status = 'submitted') = (submitted_at IS NOT NULL)", name="submitted_has_timestamp"
         ),
     )
+
+    @property
+    def answers(self) -> dict[str, int | None]:
+        """Item id -> answer value (None: skipped); an item not in it was not reached."""
+        return {row.item_id: row.value for row in self.answer_rows}
+
+    @answers.setter
+    def answers(self, answers: dict[str, int | None]) -> None:
+        """Set every answer of a new response at once (imports, tests, demo data)."""
+        self.answer_rows = [
+            SurveyAnswer(item_id=key, value=value) for key, value in answers.items()
+        ]

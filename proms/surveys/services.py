@@ -9,6 +9,8 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from proms.admin.instruments import localized, snapshot, stored_definition
@@ -28,7 +30,7 @@ from proms.scheduling.models import (
 from proms.scoring.change import ChangeResult, Classification
 from proms.scoring.types import Answer
 from proms.surveys.links import mint_token, open_assessment_of
-from proms.surveys.models import ResponseStatus, SurveyResponse
+from proms.surveys.models import ResponseStatus, SurveyAnswer, SurveyResponse
 
 # Seconds a patient needs per question, on average, for the welcome page's estimate.
 SECONDS_PER_QUESTION = 8
@@ -196,25 +198,47 @@ def load_plan(assessment: Assessment) -> SurveyPlan:
     return SurveyPlan(assessment, tuple(questions))
 
 
+class AlreadySubmitted(SurveyError):
+    """The answers were sent before this change arrived: nothing was changed."""
+
+
 def save_answer(session: Session, question: Question, value: Answer, *, now: dt.datetime) -> None:
-    """Store one answer (None: skipped) in the draft; the row is locked against a second tab."""
-    response = session.scalar(
-        select(SurveyResponse)
-        .where(SurveyResponse.id == question.response.id)
-        .with_for_update()
-        # The row is already in the session from load_plan: read it again under the lock,
-        # or a second tab's answer saved in between would be overwritten.
-        .execution_options(populate_existing=True)
-    )
-    assert response is not None
-    if response.status is ResponseStatus.SUBMITTED:
-        raise SurveyError("These answers have already been sent.")
+    """Store one answer (None: skipped) while its response is still a draft.
+
+    A compare-and-set claims the draft (`UPDATE ... WHERE status = 'draft'`): it holds the row
+    (PostgreSQL) or the database (SQLite, BEGIN IMMEDIATE) until the commit, so a submit
+    cannot slip in between, and a change that arrives after the submit finds no draft and is
+    refused with AlreadySubmitted. The answer is an upsert of its own row: a second tab saving
+    another question at the same moment writes another row and loses nothing.
+    """
     if value is not None and value not in question.item.values:
         raise SurveyError("Choose one of the answers shown.")
-    # A new dict: the JSON column notices assignment, not changes inside it.
-    response.answers = {**response.answers, question.item.id: value}
-    response.updated_at = now
-    session.flush()
+    claimed = session.execute(
+        update(SurveyResponse)
+        .where(
+            SurveyResponse.id == question.response.id,
+            SurveyResponse.status == ResponseStatus.DRAFT,
+        )
+        .values(updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        raise AlreadySubmitted("These answers have already been sent.")
+    insert = _upsert_for(session)
+    statement = insert(SurveyAnswer).values(
+        response_id=question.response.id, item_id=question.item.id, value=value, answered_at=now
+    )
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[SurveyAnswer.response_id, SurveyAnswer.item_id],
+            set_={"value": statement.excluded.value, "answered_at": statement.excluded.answered_at},
+        )
+    )
+
+
+def _upsert_for(session: Session):  # type: ignore[no-untyped-def]
+    """The INSERT construct with ON CONFLICT of the session's database."""
+    return sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgresql_insert
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,27 +253,49 @@ def submit(
 ) -> SubmitResult:
     """Send the answers: score, compare with baseline, alert, complete, cancel reminders.
 
-    All in the caller's transaction. The assessment row is locked first, so a double submit
-    (two tabs, a retry) finds it completed and changes nothing.
+    All in the caller's transaction. The assessment is claimed first (compare-and-set), so a
+    double submit (two tabs, a retry) finds it completed and changes nothing.
     """
+    # Compare-and-set: only one submit can move the assessment from open to completed. It holds
+    # the assessment row (PostgreSQL; SQLite holds the whole database from BEGIN IMMEDIATE), so a
+    # second submit waits here, then finds it completed and changes nothing.
+    claimed = session.execute(
+        update(Assessment)
+        .where(
+            Assessment.id == assessment.id,
+            Assessment.status.in_([AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS]),
+        )
+        .values(status=AssessmentStatus.COMPLETED, completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
     locked = session.scalar(
-        select(Assessment).where(Assessment.id == assessment.id).with_for_update()
+        select(Assessment)
+        .where(Assessment.id == assessment.id)
+        .execution_options(populate_existing=True)
     )
     assert locked is not None
-    session.refresh(locked)
-    if locked.status is AssessmentStatus.COMPLETED:
-        return SubmitResult(already_submitted=True)
-    if locked.status not in (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS):
+    if claimed.rowcount != 1:
+        if locked.status is AssessmentStatus.COMPLETED:
+            return SubmitResult(already_submitted=True)
         raise SurveyError("This questionnaire can no longer be answered.")
 
-    # The drafts too, read again under their locks: an answer saved by another tab just before
-    # is scored with the rest, so the scores always match the stored answers.
+    # Close the drafts the same way: a save that holds a draft finishes first (and is scored
+    # with the rest); a save that comes after finds no draft and changes nothing.
+    session.execute(
+        update(SurveyResponse)
+        .where(
+            SurveyResponse.assessment_id == locked.id,
+            SurveyResponse.status == ResponseStatus.DRAFT,
+        )
+        .values(status=ResponseStatus.SUBMITTED, submitted_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    # Read after the update: the answers scored are exactly the answers stored.
     responses = list(
         session.scalars(
             select(SurveyResponse)
             .where(SurveyResponse.assessment_id == locked.id)
             .order_by(SurveyResponse.id)
-            .with_for_update()
             .execution_options(populate_existing=True)
         )
     )
@@ -258,9 +304,6 @@ def submit(
     enrollment: Enrollment = locked.enrollment
     patient = enrollment.patient
     for response in responses:
-        response.status = ResponseStatus.SUBMITTED
-        response.submitted_at = now
-        session.flush()
         scores.extend(score_response(session, registry, response))
         definition = _definition(response)
         severe = definition.alert_items(response.answers)
@@ -287,8 +330,6 @@ def submit(
                 )
             )
     session.add_all(alerts)
-    locked.status = AssessmentStatus.COMPLETED
-    locked.completed_at = now
     session.execute(
         update(Notification)
         .where(

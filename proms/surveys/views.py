@@ -164,7 +164,9 @@ class _Current:
         self.check = links.check_token(self.token, utcnow())
         _use_language_of(self.check)
         if self.check.state is links.LinkState.COMPLETED and request.endpoint != "surveys.done":
-            self.response = redirect(url_for("surveys.done"), 303)
+            # An answer posted after the answers were sent is not saved: the page says so.
+            late = request.method == "POST" and request.endpoint == "surveys.question"
+            self.response = redirect(url_for("surveys.done", unsaved=1 if late else None), 303)
         elif self.check.state not in (links.LinkState.OK, links.LinkState.COMPLETED):
             self.response = _state_page(self.check)
         elif not self.survey.identity_checked and request.endpoint != "surveys.identity":
@@ -219,23 +221,17 @@ def identity() -> ResponseReturnValue:
         db.session.commit()
         current.survey = survey_session.SurveySession(token.id, identity_checked=True)
         return _renewed(redirect(_resume_url(plan), 303), current)
-    # Counted under the token's row lock, so wrong tries sent in parallel all count.
-    db.session.scalar(
-        select(AccessToken)
-        .where(AccessToken.id == token.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    locked_until = links.count_failed_identity_check(
+        db.session,
+        token,
+        now=now,
+        max_tries=current_app.config["IDENTITY_MAX_TRIES"],
+        lock_for=dt.timedelta(minutes=current_app.config["IDENTITY_LOCK_MINUTES"]),
     )
-    token.failed_identity_count += 1
-    if token.failed_identity_count >= current_app.config["IDENTITY_MAX_TRIES"]:
-        token.failed_identity_count = 0
-        token.identity_locked_until = now + dt.timedelta(
-            minutes=current_app.config["IDENTITY_LOCK_MINUTES"]
-        )
     db.session.commit()
     log.info("survey identity check failed (%s)", token.id)
-    if token.identity_locked_until is not None and token.identity_locked_until > now:
-        retry_at = token.identity_locked_until.astimezone(ZoneInfo(patient.time_zone))
+    if locked_until is not None:
+        retry_at = locked_until.astimezone(ZoneInfo(patient.time_zone))
         return render_template("surveys/identity.html", form=form, retry_at=retry_at), 429
     form.form_errors.append("mismatch")
     return render_template("surveys/identity.html", form=form, retry_at=None), 400
@@ -267,9 +263,10 @@ def question(number: int) -> ResponseReturnValue:
         return _renewed(_question_page(plan, asked, form, back_to_review, status=400), current)
     try:
         survey.save_answer(db.session, asked, value, now=utcnow())
-    except survey.SurveyError:
+    except survey.AlreadySubmitted:
+        # Sent from another tab or device in the meantime: say that this change was not saved.
         db.session.rollback()
-        return redirect(url_for("surveys.done"), 303)
+        return _renewed(redirect(url_for("surveys.done", unsaved=1), 303), current)
     db.session.commit()
     following = plan.question(number + 1)
     if back_to_review or following is None:
@@ -335,5 +332,11 @@ def done() -> ResponseReturnValue:
         response.instrument.code: response.instrument.title
         for response in current.assessment.responses
     }
-    body = render_template("surveys/done.html", clinic=clinic, scores=scores, titles=titles)
+    body = render_template(
+        "surveys/done.html",
+        clinic=clinic,
+        scores=scores,
+        titles=titles,
+        unsaved_change=request.args.get("unsaved") == "1",
+    )
     return _renewed(body, current)
