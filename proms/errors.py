@@ -1,16 +1,28 @@
 """Friendly error pages: a clear message and the right status, never a stack trace.
 
 Pages under /s/ are a patient's: they get the patient layout and the patient's language.
+
+An error can leave the database session in a failed transaction (an IntegrityError on flush),
+and the pages read the database too (the signed-in staff member, the patient's clinic): every
+handler rolls back first. If the page still cannot be rendered (the database is gone, a template
+breaks), a plain page built here without templates goes out instead of the server's bare one.
+Either way the response carries the security headers and `Cache-Control: no-store`: after an
+error Flask may skip the remaining after-request functions, so they are set here too.
 """
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
-from flask.typing import ResponseReturnValue
+from flask import Flask, Response, current_app, make_response, render_template, request
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from proms.db import db
+from proms.security import add_security_headers
 
 MESSAGES = {
     400: _l("The request could not be understood."),
@@ -32,38 +44,118 @@ CSRF_MESSAGE = _l(
     "This form has expired or was not sent from this site. Go back, reload the page and try again."
 )
 
+# The last resort: no template, no database, no translation, no stylesheet (its unversioned URL
+# would be cached for a year). Readable on a phone and by a screen reader.
+PLAIN_PAGE = """<!doctype html>
+<html lang="{lang}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+{robots}<title>{title}</title>
+</head>
+<body{body_class}>
+<main id="main">
+<h1>{title}</h1>
+<p>{message}</p>
+</main>
+</body>
+</html>
+"""
+# If even the translations fail.
+PLAIN_TITLE = "Something went wrong"
+PLAIN_MESSAGE = "Something went wrong on our side. Try again shortly."
+
 
 def is_patient_page() -> bool:
     return request.path == "/s" or request.path.startswith("/s/")
 
 
-def _render(status: int, message: object) -> ResponseReturnValue:
+def _title(status: int) -> str:
+    """The heading of an error page (the same words as templates/surveys/error.html)."""
+    if status == 404:
+        return _("Not found")
+    if status == 429:
+        return _("Please wait")
+    if status >= 500:
+        return _("Something went wrong")
+    return _("That did not work")
+
+
+def _message_for(status: int, message: object) -> object:
+    if is_patient_page() and message is MESSAGES.get(status):
+        return PATIENT_MESSAGES.get(status, message)
+    return message
+
+
+def _render(status: int, message: object) -> Response:
     if request.accept_mimetypes.best == "application/json":
-        return {"error": str(message)}, status
+        return make_response({"error": str(message)}, status)
     if not is_patient_page():
-        return render_template("errors/error.html", status=status, message=message), status
-    if message is MESSAGES.get(status):
-        message = PATIENT_MESSAGES.get(status, message)
-    return render_template("surveys/error.html", status=status, message=message), status
+        page = render_template("errors/error.html", status=status, message=message)
+    else:
+        page = render_template("surveys/error.html", status=status, message=message)
+    return make_response(page, status)
 
 
-def handle_http_error(error: HTTPException) -> ResponseReturnValue:
+def _plain_page(status: int, message: object) -> Response:
+    try:
+        title, text, lang = _title(status), str(message), str(get_locale() or "en")
+    except Exception:
+        title, text, lang = PLAIN_TITLE, PLAIN_MESSAGE, "en"
+    patient = is_patient_page()
+    page = PLAIN_PAGE.format(
+        lang=escape(lang),
+        robots='<meta name="robots" content="noindex, nofollow">\n' if patient else "",
+        title=escape(title),
+        body_class=' class="patient"' if patient else "",
+        message=escape(text),
+    )
+    return Response(page, status, mimetype="text/html")
+
+
+def _rollback() -> None:
+    """End a failed transaction so that the page can read the database again."""
+    try:
+        db.session.rollback()
+    except Exception:
+        # The database is unreachable: render without it, or fall back to the plain page.
+        current_app.logger.warning("rolling back before an error page failed", exc_info=True)
+
+
+def respond(status: int, message: object) -> Response:
+    """The error page for a status: friendly if it can be rendered, plain if not; protected."""
+    _rollback()
+    message = _message_for(status, message)
+    try:
+        response = _render(status, message)
+    except Exception:
+        current_app.logger.exception(
+            "the %s error page could not be rendered; sending the plain one", status
+        )
+        response = _plain_page(status, message)
+    add_security_headers(response)
+    # Even a missing static file: an error page is never kept by a browser or proxy.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
     # Our own abort(400, description=...) messages are written for people; Werkzeug's and
     # Flask-Limiter's ("3 per 1 minute") are not.
     default = type(error).description
     own = error.description != default and not isinstance(error, RateLimitExceeded)
     message = error.description if own else MESSAGES.get(status, "")
-    return _render(status, message or MESSAGES.get(status, ""))
+    return respond(status, message or MESSAGES.get(status, ""))
 
 
-def handle_csrf_error(error: CSRFError) -> ResponseReturnValue:
-    return _render(400, CSRF_MESSAGE)
+def handle_csrf_error(error: CSRFError) -> Response:
+    return respond(400, CSRF_MESSAGE)
 
 
-def handle_unexpected(error: Exception) -> ResponseReturnValue:
+def handle_unexpected(error: Exception) -> Response:
     # Flask has already logged the exception with its traceback; the person gets a plain page.
-    return _render(500, MESSAGES[500])
+    return respond(500, MESSAGES[500])
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,391 @@
+"""Logs never carry a patient link (however it is spelled) or what a patient wrote.
+
+Links: the development server and a real gunicorn each serve a real link under every spelling
+that opens it (`/s%2F<token>`, `/s/%37...`, `/%73/<token>`) or nearly does (`/S/<token>`,
+`/s%252F<token>`); neither the access log nor the error log may hold the token, encoded or not.
+Database errors: with bound parameters hidden (proms.db), and PostgreSQL's DETAIL lines
+("Failing row contains (...)") dropped from driver errors (proms.db) and redacted from logs, and
+SQLAlchemy's DEBUG rows removed, a failed insert of a score or
+a patient leaves no value of it in any log record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import importlib.metadata
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from proms import ROOT
+from proms.admin.models import Patient
+from proms.admin.services import enroll_patient
+from proms.care.models import Score
+from proms.db import db, utcnow
+from proms.logs import REDACTED, RedactLinks, redact
+from proms.surveys.links import mint_token
+from tests.conftest import World, add_patient
+
+BIN = Path(sys.executable).parent
+
+# Redaction, spelling by spelling ----------------------------------------------------------------
+
+TOKEN = "Q7xKp2mZ_9vB-3nRtY8wLcE5hJ0aFgD4sU6iO1eWqXy"  # the shape of secrets.token_urlsafe(32)
+ENCODED = "".join(f"%{ord(c):02X}" for c in TOKEN)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (f'"GET /s/{TOKEN} HTTP/1.1" 200', '"GET /s/<redacted> HTTP/1.1" 200'),
+        (f'"GET /S/{TOKEN} HTTP/1.1" 404', '"GET /S/<redacted> HTTP/1.1" 404'),
+        (f"GET /s%2F{TOKEN} HTTP/1.1", "GET /s%2F<redacted> HTTP/1.1"),
+        (f"GET /s%2f{TOKEN} HTTP/1.1", "GET /s%2f<redacted> HTTP/1.1"),
+        (f"GET /s%252F{TOKEN} HTTP/1.1", "GET /s%252F<redacted> HTTP/1.1"),
+        (f"GET /%73/{TOKEN} HTTP/1.1", "GET /%73/<redacted> HTTP/1.1"),
+        (f"GET /s/%37{TOKEN[1:]} HTTP/1.1", "GET /s/<redacted> HTTP/1.1"),
+        (f"GET /s/{ENCODED} HTTP/1.1", "GET /s/<redacted> HTTP/1.1"),
+        (f"GET /s/%20{TOKEN} HTTP/1.1", "GET /s/<redacted> HTTP/1.1"),
+        (f"GET //s/{TOKEN}?from=email HTTP/1.1", "GET //s/<redacted>?from=email HTTP/1.1"),
+        (f"POST /s/{TOKEN}/new-link", "POST /s/<redacted>/new-link"),
+        (f"GET /s/x/s/{TOKEN}", "GET /s/x/s/<redacted>"),
+        (
+            f"Referer: https://proms.example.org/s/{TOKEN}",
+            "Referer: https://proms.example.org/s/<redacted>",
+        ),
+        (f"GET /login?next=%2Fs%2F{TOKEN}", "GET /login?next=%2Fs%2F<redacted>"),
+        # The survey's own pages stay readable; nothing else changes.
+        ("GET /s/q/3?from=review HTTP/1.1", "GET /s/q/3?from=review HTTP/1.1"),
+        ("GET /s/review HTTP/1.1", "GET /s/review HTTP/1.1"),
+        ("GET /patients/12 HTTP/1.1", "GET /patients/12 HTTP/1.1"),
+        ("100% done, /s/ and %zz", "100% done, /s/ and %zz"),
+        ("GET /s/<redacted> HTTP/1.1", "GET /s/<redacted> HTTP/1.1"),
+    ],
+)
+def test_redact(line: str, expected: str) -> None:
+    assert redact(line) == expected
+
+
+def test_a_whole_path_is_redacted_past_a_space() -> None:
+    # gunicorn's %(U)s is the decoded path: `/s/%20<token>` arrives as "/s/ <token>".
+    assert redact(f"/s/ {TOKEN}", whole_path=True) == f"/s/{REDACTED}"
+
+
+def test_the_filter_redacts_messages_and_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    logger = logging.getLogger("proms.test_logs")
+    logger.addFilter(RedactLinks())
+    try:
+        try:
+            raise LookupError(f"no route for /s%2F{TOKEN}")
+        except LookupError:
+            logger.exception("Exception on %s [GET]", f"/s/{TOKEN}")
+    finally:
+        logger.filters.clear()
+    assert "Exception on /s/<redacted> [GET]" in caplog.text
+    assert "no route for /s%2F<redacted>" in caplog.text
+    assert_no_token(caplog.text, TOKEN)
+
+
+def assert_no_token(text: str, token: str) -> None:
+    """Not the token, not any 12 characters of it, not its percent-encoded form."""
+    encoded = "".join(f"%{ord(c):02X}" for c in token)
+    for start in range(len(token) - 11):
+        assert token[start : start + 12] not in text, token[start : start + 12]
+    for start in range(0, len(encoded) - 35, 3):
+        assert encoded[start : start + 36].lower() not in text.lower()
+
+
+# Real servers ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def link(world: World) -> str:
+    """A working link to an open baseline questionnaire."""
+    patient = add_patient(world.clinic_a, "LOGS1")
+    today = dt.datetime.now(ZoneInfo(patient.time_zone)).date()
+    enrollment = enroll_patient(db.session, patient, world.protocol_a, today + dt.timedelta(3))
+    baseline = next(a for a in enrollment.assessments if a.timepoint.key == "baseline")
+    raw = mint_token(db.session, baseline, now=utcnow(), max_age=dt.timedelta(days=30))
+    db.session.commit()
+    return raw
+
+
+def spellings(token: str) -> dict[str, int]:
+    """Ways to ask for a link, and the status each gets: 200 is the welcome page."""
+    encoded = "".join(f"%{ord(c):02X}" for c in token)
+    return {
+        f"/s/{token}": 200,
+        f"/s%2F{token}": 200,
+        f"/s%2f{token}": 200,
+        f"/s/%{ord(token[0]):02x}{token[1:]}": 200,
+        f"/s/{encoded}": 200,
+        f"/%73/{token}": 200,
+        f"/s/{token}?from=email": 200,
+        f"/S/{token}": 404,
+        f"/s%252F{token}": 404,
+        f"/s/%20{token}": 404,
+        f"/s/{token}/new-link": 405,  # a POST-only page
+    }
+
+
+def get(port: int, path: str, headers: dict[str, str] | None = None) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+def ask_every_spelling(port: int, token: str) -> None:
+    for path, status in spellings(token).items():
+        referrer = {"Referer": f"https://proms.example.org{path}"}
+        assert get(port, path, referrer) == status, path
+
+
+def test_the_development_server_logs_no_link(
+    app: Flask, link: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="logs-test-server", daemon=True)
+    thread.start()
+    try:
+        ask_every_spelling(server.server_port, link)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+    lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    requests = [line for line in lines if "GET /" in line]
+    assert len(requests) == len(spellings(link)), lines
+    for line in requests:
+        assert REDACTED in line, line
+    assert_no_token(caplog.text, link)
+
+
+def gunicorn_options() -> list[str]:
+    """gunicorn 27 opens a control socket at one fixed path; two servers would share it."""
+    major = int(importlib.metadata.version("gunicorn").split(".")[0])
+    return ["--no-control-socket"] if major >= 27 else []
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def run_gunicorn(database_url: str, tmp_path: Path) -> Iterator[Callable[..., tuple[int, Path]]]:
+    """Start gunicorn on the test database; returns its port and its log folder."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(*arguments: str) -> tuple[int, Path]:
+        port = free_port()
+        logs = tmp_path / f"gunicorn-{port}"
+        logs.mkdir()
+        env = {
+            **os.environ,
+            "PROMS_ENV": "test",
+            "PROMS_DATABASE_URL": database_url,
+            "PROMS_SECRET_KEY": secrets.token_hex(32),
+        }
+        command = [
+            str(BIN / "gunicorn"),
+            *("-w", "1", "-b", f"127.0.0.1:{port}"),
+            *gunicorn_options(),
+            *("--access-logfile", str(logs / "access.log")),
+            *("--error-logfile", str(logs / "error.log")),
+            "--log-level=debug",
+            # Every atom that holds the path: the request line, the decoded path, the query,
+            # the referrer, the raw URI.
+            "--access-logformat="
+            '%(h)s "%(r)s" %(s)s U=%(U)s q=%(q)s f="%(f)s" '
+            "raw=%({raw_uri}e)s path=%({path_info}e)s",
+            *arguments,
+        ]
+        with (logs / "output.log").open("wb") as output:
+            process = subprocess.Popen(
+                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+            )
+        processes.append(process)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (logs / "output.log").read_text()
+            try:
+                if get(port, "/healthz") == 200:
+                    return port, logs
+            except OSError:
+                pass  # not listening yet
+            time.sleep(0.1)
+        pytest.fail(f"gunicorn did not start:\n{(logs / 'error.log').read_text()}")
+
+    yield start
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def access_lines(path: Path, expected: int) -> list[str]:
+    """The access log's request lines, once all are written (each just after its response)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [line for line in path.read_text().splitlines() if "/healthz" not in line]
+        if len(lines) >= expected or time.monotonic() > deadline:
+            assert len(lines) == expected, lines
+            return lines
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ("-c", "python:proms.gunicorn_conf"),  # the documented way: proms' logger class
+        ("proms:create_app()",),  # gunicorn's own logger, with proms' filter from create_app
+    ],
+    ids=["proms-config", "plain"],
+)
+def test_gunicorn_logs_no_link(
+    run_gunicorn: Callable[..., tuple[int, Path]], link: str, arguments: tuple[str, ...]
+) -> None:
+    """Access and error logs of a real gunicorn, with proms' config module and without it."""
+    port, logs = run_gunicorn(*arguments)
+    ask_every_spelling(port, link)
+    lines = access_lines(logs / "access.log", len(spellings(link)))
+    for line in lines:
+        assert line.count(REDACTED) >= 4, line  # request line, path, referrer, raw URI
+    # At debug level the error log names every request too.
+    assert (logs / "error.log").read_text().count(REDACTED) >= len(spellings(link))
+    assert_no_token("\n".join(path.read_text() for path in logs.iterdir()), link)
+
+
+# Database errors -------------------------------------------------------------------------------
+
+PAIN_SCORE = 71.37  # a T-score no other row holds
+FAMILY_NAME = "Quenneville-Orbach"
+MRN = "MRN-7731-QX"
+
+
+def add_failing_writes(app: Flask, world: World) -> None:
+    """Test-only routes whose insert the database refuses, each carrying a patient's data."""
+    clinic_id = world.clinic_a.id
+
+    @app.post("/_test/score")
+    def score_with_a_negative_error() -> str:
+        patient = db.session.scalar(db.select(Patient).where(Patient.mrn == MRN))
+        assert patient is not None
+        db.session.add(
+            Score(
+                response_id=2**31 - 1,
+                patient_id=patient.id,
+                enrollment_id=2**31 - 1,
+                assessment_id=2**31 - 1,
+                timepoint_key="baseline",
+                instrument_code="promis-pi-4a",
+                instrument_version="1.0",
+                domain="pain_interference",
+                observed_at=utcnow(),
+                t_score=PAIN_SCORE,
+                raw_score=PAIN_SCORE,
+                standard_error=-1.0,  # CHECK se_positive
+                n_answered=4,
+                method="table",
+                scoring_version="test",
+            )
+        )
+        db.session.flush()
+        return "unreachable"
+
+    @app.post("/_test/patient-without-mrn")
+    def patient_without_mrn() -> str:
+        db.session.add(
+            Patient(
+                clinic_id=clinic_id,
+                mrn="",  # CHECK mrn_not_empty
+                given_name="Philippa",
+                family_name=FAMILY_NAME,
+                birth_on=dt.date(1951, 3, 14),
+                time_zone="America/New_York",
+            )
+        )
+        db.session.flush()
+        return "unreachable"
+
+    @app.post("/_test/duplicate-patient")
+    def duplicate_patient() -> str:
+        existing = db.session.scalar(db.select(Patient).where(Patient.mrn == MRN))
+        assert existing is not None
+        db.session.add(
+            Patient(
+                clinic_id=existing.clinic_id,
+                mrn=existing.mrn,  # UNIQUE (clinic_id, mrn)
+                given_name="Philippa",
+                family_name=FAMILY_NAME,
+                birth_on=dt.date(1951, 3, 14),
+                time_zone="America/New_York",
+            )
+        )
+        db.session.flush()
+        return "unreachable"
+
+
+@pytest.fixture
+def failing_writes(make_app: Callable[..., Flask], world: World) -> Flask:
+    add_patient(world.clinic_a, MRN, given_name="Philippa", family_name="Zwanenburg")
+    db.session.commit()
+    app = make_app(TESTING=False, PROPAGATE_EXCEPTIONS=False, WTF_CSRF_ENABLED=False)
+    add_failing_writes(app, world)
+    return app
+
+
+@pytest.mark.parametrize(
+    "path", ["/_test/score", "/_test/patient-without-mrn", "/_test/duplicate-patient"]
+)
+def test_database_errors_log_no_patient_data(
+    failing_writes: Flask, path: str, caplog: pytest.LogCaptureFixture, database_kind: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    # SQLAlchemy sets its own logger to WARNING; turn on everything an operator could.
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy")
+    response = failing_writes.test_client().post(path)
+    assert response.status_code == 500
+
+    # The error and the statement were logged: the test would prove nothing otherwise.
+    logged = [r for r in caplog.records if r.name == "proms" and r.exc_info]
+    assert logged, [r.getMessage() for r in caplog.records]
+    assert "IntegrityError" in caplog.text
+    assert "[SQL parameters hidden due to hide_parameters=True]" in caplog.text
+    assert any(r.name.startswith("sqlalchemy.engine") for r in caplog.records)
+    if database_kind == "postgresql":
+        # PostgreSQL quotes the failing row or key, which hide_parameters cannot hide: proms.db
+        # keeps only the primary message of driver errors (the log filter is the second line).
+        assert "DETAIL" not in caplog.text or f"DETAIL:  {REDACTED}" in caplog.text
+        assert "Failing row contains" not in caplog.text
+
+    texts = [caplog.text]
+    for record in caplog.records:
+        texts += [record.getMessage(), record.exc_text or ""]
+    for text in texts:
+        for value in (str(PAIN_SCORE), FAMILY_NAME, "Zwanenburg", MRN, "1951-03-14"):
+            assert value not in text
