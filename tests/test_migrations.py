@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import io
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -214,3 +215,79 @@ def test_migrated_schema_enforces_constraints(cfg: Config, engine: sa.Engine) ->
     # The same row with its timestamp is accepted: the CHECK, not the parent rows, refused it.
     with engine.begin() as conn:
         conn.execute(sa.text(ASSESSMENT), {**AT, "completed_at": "2026-01-06 10:00:00+00:00"})
+
+
+def test_answers_survive_the_move_to_rows_and_back(
+    cfg: Config, engine: sa.Engine, scratch_url: str
+) -> None:
+    """The answers migration keeps every answer and every score, both ways, on both databases.
+
+    SQLite's batch mode would copy survey_response and drop the original, which (foreign keys
+    on) deletes its scores by cascade; the migration drops the column in place instead.
+    """
+    from proms import create_app
+    from proms.admin.services import bundled_protocol, create_clinic, enroll_patient
+    from proms.admin.services import install_protocol as install
+    from proms.care.models import Score
+    from proms.db import db, utcnow
+    from proms.instruments.registry import bundled_registry
+    from proms.surveys import services as survey
+    from proms.surveys.models import SurveyResponse
+    from tests.conftest import add_patient, app_config
+
+    command.upgrade(cfg, "head")
+    app = create_app(app_config(scratch_url))
+    with app.app_context():
+        clinic = create_clinic(db.session, slug="m", name="M", time_zone="America/New_York")
+        protocol = install(db.session, clinic, bundled_protocol("ketamine-infusion-course"))
+        patient = add_patient(clinic, "M1")
+        enrollment = enroll_patient(
+            db.session, patient, protocol, utcnow().date() + dt.timedelta(days=3)
+        )
+        baseline = next(a for a in enrollment.assessments if a.timepoint.key == "baseline")
+        registry = bundled_registry()
+        plan = survey.start(db.session, registry, baseline, now=utcnow(), env="test")
+        for question in plan.questions:
+            skip = question.number % 7 == 0  # a few deliberate skips (stored nulls)
+            value = None if skip else question.item.options[question.number % 2].value
+            survey.save_answer(db.session, question, value, now=utcnow())
+        db.session.commit()
+        survey.submit(db.session, registry, baseline, now=utcnow())
+        db.session.commit()
+        answers = {r.id: r.answers for r in db.session.scalars(sa.select(SurveyResponse)).all()}
+        scores = sorted(
+            (s.response_id, s.scale, s.raw_score, s.t_score)
+            for s in db.session.scalars(sa.select(Score))
+        )
+        db.session.remove()
+        db.engine.dispose()
+    assert sum(len(a) for a in answers.values()) == len(plan.questions)
+    assert any(None in a.values() for a in answers.values())
+    assert scores
+
+    def stored_scores(connection: sa.Connection) -> list[tuple[object, ...]]:
+        rows = connection.execute(
+            sa.text("SELECT response_id, scale, raw_score, t_score FROM score")
+        )
+        return sorted(tuple(row) for row in rows)
+
+    command.downgrade(cfg, "-1")
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, answers FROM survey_response")).all()
+        as_json = {
+            row.id: row.answers if isinstance(row.answers, dict) else json.loads(row.answers)
+            for row in rows
+        }
+        assert as_json == answers
+        assert stored_scores(connection) == scores
+
+    command.upgrade(cfg, "head")
+    with engine.connect() as connection:
+        rows = connection.execute(
+            sa.text("SELECT response_id, item_id, value FROM survey_answer")
+        ).all()
+        as_rows: dict[int, dict[str, int | None]] = {}
+        for response_id, item_id, value in rows:
+            as_rows.setdefault(response_id, {})[item_id] = value
+        assert as_rows == answers
+        assert stored_scores(connection) == scores
