@@ -219,3 +219,23 @@ def test_wrong_dates_of_birth_sent_at_once_all_count_and_lock_the_link(
         ]
         (locked_until,) = committed(sa.select(AccessToken.identity_locked_until))[0]
         assert locked_until is not None, f"round {round_}: a wrong try was not counted"
+
+
+def test_two_starts_at_the_same_moment_make_one_set_of_drafts(
+    server: Server, world: World, enroll: Callable[..., Enrollment], mint: Callable[..., str]
+) -> None:
+    """A double tap on Start (or two devices) creates each instrument's draft once."""
+    for round_ in range(ROUNDS // 2):
+        assessment = new_patient(world, round_, enroll)
+        raw = mint(assessment)
+        devices = [server.browser() for _ in range(2)]
+        for device in devices:
+            assert device.get(f"/s/{raw}").status == 200
+        with server.slow_database():
+            replies = at_once(*(partial(device.post, f"/s/{raw}") for device in devices))
+        for reply in replies:
+            assert (reply.status, reply.location) == (303, "/s/q/1"), reply.body
+        drafts = committed(
+            sa.select(SurveyResponse.id).where(SurveyResponse.assessment_id == assessment.id)
+        )
+        assert len(drafts) == len(BASELINE_CODES)
