@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -31,6 +31,7 @@ from proms.scheduling.models import (
 from proms.scoring import SCORING_VERSION
 from proms.surveys import services
 from proms.surveys.models import ResponseStatus, SurveyResponse
+from tests.live import at_once
 from tests.surveys.conftest import (
     BASELINE_CODES,
     END_OF_COURSE_CODES,
@@ -375,22 +376,12 @@ def test_two_devices_submitting_at_the_same_moment_leave_one_set_of_scores(
     monkeypatch.setattr(services, "score_response", slow_score)
     monkeypatch.setattr(services, "submit", counted_submit)
 
-    barrier = threading.Barrier(len(devices))
-    results: list[TestResponse | BaseException | None] = [None] * len(devices)
-
-    def send(index: int) -> None:
-        device = devices[index]
-        try:
-            barrier.wait(timeout=10)
-            results[index] = device.client.post("/s/submit", data={"csrf_token": device.csrf})
-        except BaseException as exc:  # reported below, in the test's thread
-            results[index] = exc
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(devices))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    results = at_once(
+        *(
+            partial(device.client.post, "/s/submit", data={"csrf_token": device.csrf})
+            for device in devices
+        )
+    )
     for result in results:
         assert isinstance(result, TestResponse), repr(result)
         assert result.status_code == 303, result.get_data(as_text=True)
