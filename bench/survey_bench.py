@@ -1,4 +1,4 @@
-"""Benchmark the patient survey: page weight per page type, and the time of a question POST.
+"""Benchmark the patient survey: bytes a phone downloads per page, and the time of a question POST.
 
 Sets up a throwaway database (SQLite in a temp dir, or PROMS_BENCH_DATABASE_URL: an empty
 PostgreSQL database the script may fill), migrates it, loads the demo data and seeds patients
@@ -7,20 +7,29 @@ the longest questionnaire), then starts, in the same run and each under `gunicor
   proms     `proms:create_app()` (PROMS_ENV=development; link rate limit raised, see below)
   baseline  a bare Flask + Flask-SQLAlchemy app whose one POST inserts one row and commits
             (same database kind and SQLite pragmas, same worker count)
-and measures, with a plain HTTP client that keeps cookies and parses CSRF tokens from pages:
-  page weight  every patient page type (welcome, question, review, thank you, completed,
-               expired, unknown link, session ended; the largest question and the review of the
-               longest questionnaire in Spanish too): HTML bytes, HTML + stylesheets + scripts
-               + images uncompressed and gzipped (bytes on the wire with Accept-Encoding: gzip),
-               requests, stylesheets, third-party URLs; targets: at most 15 KB (15,000 bytes)
-               uncompressed, exactly one stylesheet, zero third-party requests
+and measures:
+  page weight  a real browser (Debian's Chromium, headless, driven by Playwright; a 390 x 844
+               phone; its HTTP cache on, a new empty one per phone) walks a whole baseline
+               questionnaire in English: welcome, Start, every question answered (and one
+               "Next" without an answer), review, send, thank you, the link opened again; the
+               same for the longest questionnaire in Spanish; and, each on a new phone, an
+               expired link, an unknown link and a question without the survey cookie.
+               Per page: the bytes transferred for it, as Chromium's network stack counts them
+               (DevTools: status line, headers and compressed body of every response the
+               navigation needed: a POST's 303 and the page it leads to, and any subresource not
+               served from the cache), and the bodies decoded.
+               Targets: the first page of a visit (empty cache) at most 5 KB (5,000 bytes)
+               transferred; every later page at most 1.5 KB (1,500 bytes); every page at most
+               15 KB (15,000 bytes) of HTML + stylesheet decoded; one stylesheet, no third party
   latency      N question POSTs (each saves a real answer; a new link when a survey runs out of
                questions) against N one-row-insert POSTs, interleaved, one client, one request
-               at a time; p50 and p99 of client wall time; target: at most 2x the baseline
+               at a time, with a plain HTTP client that keeps cookies and parses CSRF tokens
+               from pages; p50 and p99 of client wall time; target: at most 2x the baseline
 
 The targets are reported, not asserted: the script exits 0 unless the setup fails.
 LINK_RATE_LIMIT (30 a minute per address) would refuse the benchmark's link openings, so the
-proms server runs with PROMS_LINK_RATE_LIMIT="100000 per minute" (the limiter still runs).
+proms server runs with PROMS_LINK_RATE_LIMIT="100000 per minute" (the limiter still runs, and
+its X-RateLimit-* headers are counted on the link pages).
 
     .venv/bin/python bench/survey_bench.py [--posts 500] [--warmup 50] [--seed 1]
 """
@@ -29,13 +38,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gzip
 import http.client
 import importlib.metadata
 import math
 import os
 import random
-import re
 import secrets
 import socket
 import statistics
@@ -43,20 +52,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.cookies import SimpleCookie
 from pathlib import Path
-from typing import TYPE_CHECKING
-from urllib.parse import urlencode, urljoin, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode, urlsplit
 
 if TYPE_CHECKING:
     from flask import Flask
+    from playwright.sync_api import Browser, CDPSession, Page
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 PAGE_LIMIT = 15_000  # bytes, uncompressed, HTML and everything it loads
+FIRST_PAGE_LIMIT = 5_000  # bytes transferred, the first page of a visit (nothing cached)
+LATER_PAGE_LIMIT = 1_500  # bytes transferred, every page after it
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's; Playwright never downloads a browser here
 LATENCY_LIMIT = 2.0  # proms / bare
 BENCH_CLINIC = "demo-pain"
 
@@ -204,57 +217,20 @@ class Client:
 
 
 class PageParser(HTMLParser):
-    """What a browser would load for a page, and the form values the benchmark needs."""
-
-    FETCHED_LINKS = frozenset(
-        {"stylesheet", "icon", "apple-touch-icon", "manifest", "preload", "modulepreload"}
-    )
+    """The form values the latency walk needs: the CSRF token and the answer options."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
-        self.subresources: list[tuple[str, str]] = []  # (kind, url)
-        self.inline: list[str] = []  # <style> and <script> without src
         self.csrf: str | None = None
         self.answers: list[str] = []
-        self.language: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {name: value or "" for name, value in attrs}
-        if tag == "html":
-            self.language = a.get("lang")
-        elif tag == "link":
-            rel = set(a.get("rel", "").lower().split())
-            if "stylesheet" in rel:
-                self._add("stylesheet", a.get("href"))
-            elif rel & self.FETCHED_LINKS:
-                self._add("link", a.get("href"))
-        elif tag == "script":
-            if a.get("src"):
-                self._add("script", a["src"])
-            else:
-                self.inline.append("script")
-        elif tag == "style":
-            self.inline.append("style")
-        elif tag in ("img", "source", "video", "audio", "iframe", "embed", "track"):
-            self._add(tag, a.get("src"))
-            for candidate in a.get("srcset", "").split(","):
-                self._add(tag, candidate.strip().split(" ")[0])
-        elif tag == "object":
-            self._add(tag, a.get("data"))
-        elif tag == "input":
-            if a.get("type") == "image":
-                self._add("img", a.get("src"))
+        if tag == "input":
             if a.get("name") == "csrf_token":
                 self.csrf = a.get("value")
             if a.get("name") == "answer" and a.get("type") == "radio":
                 self.answers.append(a.get("value", ""))
-
-    def _add(self, kind: str, url: str | None) -> None:
-        if url and not url.startswith("data:") and (kind, url) not in self.subresources:
-            self.subresources.append((kind, url))
-
-
-CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)|@import\s+['"]([^'"]+)""")
 
 
 def parse(reply: Reply) -> PageParser:
@@ -264,143 +240,305 @@ def parse(reply: Reply) -> PageParser:
     return parser
 
 
-@dataclass
-class Weight:
-    page: str
-    status: int
-    html: int = 0
-    html_gzip: int = 0
-    html_gzipped: bool = False
-    total: int = 0
-    total_gzip: int = 0
-    requests: int = 0
-    stylesheets: int = 0
-    third_party: list[str] = field(default_factory=list)
-    inline: list[str] = field(default_factory=list)
-    not_gzipped: list[str] = field(default_factory=list)  # resources sent uncompressed anyway
-
-    @property
-    def verdict(self) -> str:
-        failed = []
-        if self.total > PAGE_LIMIT:
-            failed.append("size")
-        if self.stylesheets != 1:
-            failed.append("stylesheets")
-        if self.third_party:
-            failed.append("third-party")
-        return "PASS" if not failed else "FAIL (" + ", ".join(failed) + ")"
-
-
-def weigh(client: Client, page: str, path: str, expect: int) -> tuple[Weight, PageParser]:
-    """Fetch a page and what it loads, plain and gzipped; returns the weight and the gzip copy."""
-    plain = client.get(path, gzip_ok=False)
-    packed = client.get(path, gzip_ok=True)
-    for reply in (plain, packed):
-        if reply.status != expect:
-            raise BenchError(f"{page}: GET {path} gave {reply.status}, expected {expect}")
-    weight = Weight(page, plain.status, html=len(plain.body), html_gzip=len(packed.body))
-    weight.html_gzipped = packed.gzipped
-    if not packed.gzipped:
-        weight.not_gzipped.append("html")
-    weight.total, weight.total_gzip, weight.requests = weight.html, weight.html_gzip, 1
-    page_url = client.origin + path
-    parser = parse(plain)
-    weight.inline = parser.inline
-    queue = [(kind, urljoin(page_url, url)) for kind, url in parser.subresources]
-    seen: set[str] = set()
-    while queue:
-        kind, url = queue.pop(0)
-        if url in seen:
-            continue
-        seen.add(url)
-        weight.requests += 1
-        weight.stylesheets += kind == "stylesheet"
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" != client.origin:
-            weight.third_party.append(url)  # counted, not fetched
-            continue
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        sub_plain = client.get(target, gzip_ok=False)
-        sub_packed = client.get(target, gzip_ok=True)
-        if sub_plain.status != 200:
-            raise BenchError(f"{page}: {kind} {target} gave {sub_plain.status}")
-        weight.total += len(sub_plain.body)
-        weight.total_gzip += len(sub_packed.body)
-        if not sub_packed.gzipped:
-            weight.not_gzipped.append(Path(parts.path).name)
-        if kind == "stylesheet":  # fonts, images and imports a stylesheet pulls in
-            css = sub_plain.body.decode("utf-8", "replace")
-            for found in CSS_URL.finditer(css):
-                ref = found.group(1) or found.group(2)
-                if not ref.startswith("data:"):
-                    nested = "stylesheet" if found.group(2) else "css-url"
-                    queue.append((nested, urljoin(url, ref)))
-    return weight, parse(packed)
-
-
-def walk(port: int, token: str, language: str) -> dict[str, Weight]:
-    """Answer one whole survey as a patient would, weighing each page type on the way."""
-
-    def name(page: str, *details: str) -> str:
-        details = (*details, language) if language != "en" else details
-        return f"{page} ({', '.join(details)})" if details else page
-
-    client = Client(port)
-    weights = {}
-    weights["welcome"], page = weigh(client, name("welcome"), f"/s/{token}", 200)
-    if page.language != language:
-        raise BenchError(f"the welcome page is in {page.language!r}, expected {language!r}")
-    started = client.post(f"/s/{token}", {"csrf_token": _csrf(page, "welcome")})
-    if started.status != 303:
-        raise BenchError(f"Start gave {started.status}, expected 303")
-    location = started.location
-    numbers = []
-    while location.startswith("/s/q/"):
-        weight, page = weigh(client, "question", location, 200)
-        numbers.append(location.rsplit("/", 1)[-1])
-        weights.setdefault("first question", weight)
-        if "largest question" not in weights or weight.total > weights["largest question"].total:
-            weights["largest question"] = weight
-            largest = numbers[-1]
-        saved = client.post(
-            location,
-            {"csrf_token": _csrf(page, location), "answer": page.answers[0], "next": "Next"},
-        )
-        if saved.status != 303:
-            raise BenchError(f"POST {location} gave {saved.status}, expected 303")
-        location = saved.location
-    if not numbers or location != "/s/review":
-        raise BenchError(f"the survey ended at {location!r} after {len(numbers)} questions")
-    weights["first question"].page = name(f"question {numbers[0]}")
-    weights["largest question"].page = name(f"question {largest}", f"largest of {len(numbers)}")
-    if weights["first question"] is weights["largest question"]:
-        del weights["first question"]
-    review = name("review", f"{len(numbers)} answers")
-    weights["review"], page = weigh(client, review, "/s/review", 200)
-    sent = client.post("/s/submit", {"csrf_token": _csrf(page, "review")})
-    if sent.status != 303 or sent.location != "/s/done":
-        raise BenchError(f"submit gave {sent.status} to {sent.location!r}")
-    weights["thank you"] = weigh(client, name("thank you"), "/s/done", 200)[0]
-    weights["completed"] = weigh(client, name("completed link"), f"/s/{token}", 200)[0]
-    return weights
-
-
-def page_weights(port: int, links: BenchLinks) -> list[Weight]:
-    """Every page type of an English baseline; the two heaviest of the largest survey."""
-    weights = list(walk(port, links.walk, "en").values())
-    worst = walk(port, links.worst, "es")
-    weights += [worst["largest question"], worst["review"]]
-    weights.append(weigh(Client(port), "expired link", f"/s/{links.expired}", 410)[0])
-    unknown = secrets.token_urlsafe(32)
-    weights.append(weigh(Client(port), "unknown link", f"/s/{unknown}", 404)[0])
-    weights.append(weigh(Client(port), "session ended", "/s/q/1", 403)[0])
-    return weights
-
-
 def _csrf(page: PageParser, where: str) -> str:
     if not page.csrf:
         raise BenchError(f"no csrf_token input on {where}")
     return page.csrf
+
+
+# --- page weight: what a phone's browser downloads, page by page -------------------------------
+
+
+@dataclass
+class Fetch:
+    """One response a page needed, as Chromium's network stack saw it."""
+
+    url: str
+    status: int
+    kind: str  # DevTools resource type: Document, Stylesheet, Image, ...
+    sent: int  # bytes on the wire: status line, headers and the body as sent (compressed)
+    body: int  # the body after decompression (0 for a redirect)
+    encoding: str  # Content-Encoding ("" for none)
+    cached: bool  # served from the browser's cache: nothing crossed the network
+
+    def describe(self) -> str:
+        if self.cached:
+            return f"{self.kind.lower()} cached"
+        if self.kind == "Redirect":
+            return str(self.status)
+        coding = f" {self.encoding}" if self.encoding else ""
+        return f"{self.kind.lower()} {self.status}{coding}"
+
+
+@dataclass
+class PageLoad:
+    """Everything one navigation needed: a POST's 303 and the page it leads to, subresources."""
+
+    name: str
+    first: bool  # the first page of a visit (empty cache)
+    fetches: list[Fetch] = field(default_factory=list)
+
+    @property
+    def status(self) -> int:
+        documents = [f for f in self.fetches if f.kind == "Document"]
+        return documents[-1].status if documents else 0
+
+    @property
+    def sent(self) -> int:
+        return sum(f.sent for f in self.fetches)
+
+    @property
+    def uncompressed(self) -> int:
+        """The bodies the browser had to read (HTML, stylesheet, ...), cached or not."""
+        return sum(f.body for f in self.fetches)
+
+    @property
+    def limit(self) -> int:
+        return FIRST_PAGE_LIMIT if self.first else LATER_PAGE_LIMIT
+
+    @property
+    def stylesheets(self) -> int:
+        return sum(f.kind == "Stylesheet" for f in self.fetches)
+
+    def third_party(self, origin: str) -> list[str]:
+        return [f.url for f in self.fetches if _origin_of(f.url) != origin]
+
+    def failures(self, origin: str) -> list[str]:
+        failed = []
+        if self.sent > self.limit:
+            failed.append("sent")
+        if self.uncompressed > PAGE_LIMIT:
+            failed.append("uncompressed")
+        if self.stylesheets != 1:
+            failed.append("stylesheets")
+        if self.third_party(origin):
+            failed.append("third-party")
+        return failed
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class NetworkLog:
+    """Chromium's DevTools network events, grouped into page loads.
+
+    Bytes on the wire: `Network.loadingFinished.encodedDataLength` (headers and encoded body,
+    0 when the cache served it); for a redirect, the `encodedDataLength` of the redirect
+    response (its headers; Chromium does not read a redirect's body) plus its Content-Length.
+    Decoded body sizes: the `dataLength` of `Network.dataReceived`, which the cache reports too.
+    """
+
+    def __init__(self, cdp: CDPSession) -> None:
+        self.cdp = cdp
+        self.current: PageLoad | None = None
+        self.open: dict[str, tuple[PageLoad, dict[str, Any]]] = {}
+        cdp.send("Network.enable")
+        cdp.on("Network.requestWillBeSent", self._will_be_sent)
+        cdp.on("Network.requestServedFromCache", self._from_cache)
+        cdp.on("Network.responseReceived", self._response)
+        cdp.on("Network.dataReceived", self._data)
+        cdp.on("Network.loadingFinished", self._finished)
+        cdp.on("Network.loadingFailed", self._failed)
+
+    def _will_be_sent(self, event: dict[str, Any]) -> None:
+        request_id = event["requestId"]
+        redirect = event.get("redirectResponse")
+        if redirect is not None and request_id in self.open:
+            load, hop = self.open.pop(request_id)
+            headers = {k.lower(): v for k, v in redirect["headers"].items()}
+            body = int(headers.get("content-length", "0") or 0)
+            load.fetches.append(
+                Fetch(
+                    hop["url"],
+                    redirect["status"],
+                    "Redirect",
+                    redirect["encodedDataLength"] + body,
+                    0,
+                    "",
+                    False,
+                )
+            )
+        if self.current is None:
+            return  # not part of a measured page (there are none)
+        hop = {"url": event["request"]["url"], "kind": event.get("type", "Other"), "body": 0}
+        self.open[request_id] = (self.current, hop)
+
+    def _from_cache(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self.open:
+            self.open[event["requestId"]][1]["cached"] = True
+
+    def _response(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self.open:
+            hop = self.open[event["requestId"]][1]
+            response = event["response"]
+            headers = {k.lower(): v for k, v in response["headers"].items()}
+            hop["status"] = response["status"]
+            hop["encoding"] = headers.get("content-encoding", "")
+            hop["cached"] = hop.get("cached") or bool(
+                response.get("fromDiskCache") or response.get("fromPrefetchCache")
+            )
+
+    def _data(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self.open:
+            self.open[event["requestId"]][1]["body"] += event["dataLength"]
+
+    def _finished(self, event: dict[str, Any]) -> None:
+        if event["requestId"] not in self.open:
+            return
+        load, hop = self.open.pop(event["requestId"])
+        cached = bool(hop.get("cached"))
+        load.fetches.append(
+            Fetch(
+                hop["url"],
+                hop.get("status", 0),
+                hop["kind"],
+                0 if cached else int(event["encodedDataLength"]),
+                hop["body"],
+                hop.get("encoding", ""),
+                cached,
+            )
+        )
+
+    def _failed(self, event: dict[str, Any]) -> None:
+        if event["requestId"] in self.open:
+            _load, hop = self.open.pop(event["requestId"])
+            raise BenchError(f"{hop['url']} failed to load: {event.get('errorText')}")
+
+    def measure(self, page: Page, name: str, first: bool, action: Callable[[], object]) -> PageLoad:
+        """Run one navigation (a goto, a tap on a submit button) and return what it fetched."""
+        load = PageLoad(name, first)
+        self.current = load
+        try:
+            with page.expect_navigation(wait_until="load"):
+                action()
+            deadline = time.monotonic() + 10
+            # Events arrive in order with the replies to commands: one round trip delivers
+            # everything sent before it; the loop covers a straggler.
+            self.cdp.send("Runtime.evaluate", {"expression": "0"})
+            while any(owner is load for owner, _hop in self.open.values()):
+                if time.monotonic() > deadline:
+                    raise BenchError(f"{name}: requests still open after 10 s")
+                page.wait_for_timeout(20)
+        finally:
+            self.current = None
+        if not any(f.kind == "Document" for f in load.fetches):
+            raise BenchError(f"{name}: no page was loaded")
+        return load
+
+
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@dataclass
+class Walk:
+    title: str
+    loads: list[PageLoad]
+
+
+def _phone(browser: Browser, language: str) -> tuple[Page, NetworkLog]:
+    """A new phone (an empty cache: Playwright's contexts keep their HTTP cache in memory)."""
+    context = browser.new_context(**PHONE, locale=language)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    return page, NetworkLog(context.new_cdp_session(page))
+
+
+def walk_questionnaire(browser: Browser, base: str, token: str, language: str) -> list[PageLoad]:
+    """Answer a whole questionnaire as a patient would: welcome, Start, each question (one
+    "Next" without an answer on the way), review, send, thank you; then open the link again."""
+    page, log = _phone(browser, language)
+    loads = [log.measure(page, "welcome", True, lambda: page.goto(f"{base}/s/{token}"))]
+    loads.append(log.measure(page, "question 1", False, page.locator("main form button").tap))
+    loads.append(
+        log.measure(page, "question 1, no answer", False, page.locator("input[name=next]").tap)
+    )
+    if loads[-1].status != 400:
+        raise BenchError(f"Next without an answer gave {loads[-1].status}, expected 400")
+    number = 1
+    while urlsplit(page.url).path.startswith("/s/q/"):
+        page.locator("label.option").first.tap()
+        after = urlsplit(page.url).path
+        load = log.measure(page, "", False, page.locator("input[name=next]").tap)
+        path = urlsplit(page.url).path
+        if path == after:
+            raise BenchError(f"Next on {after} stayed on the page ({load.status})")
+        number += 1
+        load.name = f"question {number}" if path.startswith("/s/q/") else "review"
+        loads.append(load)
+    if urlsplit(page.url).path != "/s/review":
+        raise BenchError(f"the questionnaire ended at {page.url}")
+    loads[-1].name = f"review ({number - 1} answers)"
+    send = page.locator("form[action$='/s/submit'] button").first
+    loads.append(log.measure(page, "thank you", False, send.tap))
+    if urlsplit(page.url).path != "/s/done":
+        raise BenchError(f"sending ended at {page.url}")
+    loads.append(
+        log.measure(page, "link again (done)", False, lambda: page.goto(f"{base}/s/{token}"))
+    )
+    page.context.close()
+    return loads
+
+
+def first_visits(browser: Browser, base: str, links: BenchLinks) -> list[PageLoad]:
+    """Pages a patient may open first: a link that expired, one that never existed, a question
+    without the survey cookie. Each on a new phone."""
+    visits = [
+        ("expired link", f"/s/{links.expired}", 410),
+        ("unknown link", f"/s/{secrets.token_urlsafe(32)}", 404),
+        ("session ended", "/s/q/1", 403),
+    ]
+    loads = []
+    for name, path, status in visits:
+        page, log = _phone(browser, "en")
+        load = log.measure(page, name, True, functools.partial(page.goto, base + path))
+        if load.status != status:
+            raise BenchError(f"{name}: {load.status}, expected {status}")
+        loads.append(load)
+        page.context.close()
+    return loads
+
+
+def page_weights(port: int, links: BenchLinks) -> tuple[str, list[Walk]]:
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.is_file():
+        raise BenchError(f"{CHROMIUM} is missing (apt-get install chromium)")
+    base = f"http://127.0.0.1:{port}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            walks = [
+                Walk(
+                    f"baseline questionnaire, English ({links.per_link} questions)",
+                    walk_questionnaire(browser, base, links.walk, "en"),
+                ),
+                Walk(
+                    f"end-of-course questionnaire, Spanish ({links.worst_questions} questions)",
+                    walk_questionnaire(browser, base, links.worst, "es"),
+                ),
+                Walk("first visits", first_visits(browser, base, links)),
+            ]
+            version = browser.version
+        finally:
+            browser.close()
+    return version, walks
 
 
 # --- latency ----------------------------------------------------------------------------------
@@ -643,34 +781,71 @@ def stop(server: Server) -> None:
 # --- report -----------------------------------------------------------------------------------
 
 
-def report_pages(weights: list[Weight]) -> None:
+def _row(load: PageLoad, origin: str) -> str:
+    failed = load.failures(origin)
+    verdict = "PASS" if not failed else "FAIL (" + ", ".join(failed) + ")"
+    order = {"Redirect": 0, "Document": 1}
+    fetches = sorted(load.fetches, key=lambda f: order.get(f.kind, 2))
+    responses = ", ".join(f.describe() for f in fetches)
+    return (
+        f"  {load.name:<28} {load.status:>6} {load.sent:>7,} {load.limit:>7,} "
+        f"{load.uncompressed:>8,}  {responses:<38} {verdict}"
+    )
+
+
+def _condensed(loads: list[PageLoad]) -> tuple[list[PageLoad], list[PageLoad]]:
+    """A long walk's rows: every page but the questions, of which the first and the largest."""
+    questions = [
+        load for load in loads if load.name.startswith("question ") and "," not in load.name
+    ]
+    keep = (
+        {id(questions[0]), id(max(questions, key=lambda load: load.sent))} if questions else set()
+    )
+    rows = [load for load in loads if load not in questions or id(load) in keep]
+    return rows, questions
+
+
+def report_pages(version: str, walks: list[Walk], origin: str) -> None:
     print(
-        f"Page weight (response bodies, cold cache; target <= {PAGE_LIMIT:,} B uncompressed, "
-        "1 stylesheet, 0 third-party)"
+        f"Bytes transferred per page: Chromium {version} (Debian's, headless), a 390x844 phone, "
+        "HTTP cache on, gunicorn -w 1"
     )
     print(
-        f"  {'page':<31} {'status':>6} {'html B':>7} {'html gz':>7} {'total B':>8} "
-        f"{'total gz':>8} {'reqs':>4} {'css':>3} {'3rd':>3}  verdict"
+        "  sent = status lines + headers + bodies as sent (compressed) of every response the "
+        "navigation needed (a POST's 303 and the page it leads to, subresources not served from "
+        "the cache); uncompressed = the bodies decoded (HTML + stylesheet, cached or not)"
     )
-    for w in weights:
-        print(
-            f"  {w.page:<31} {w.status:>6} {w.html:>7,} {w.html_gzip:>7,} {w.total:>8,} "
-            f"{w.total_gzip:>8,} {w.requests:>4} {w.stylesheets:>3} {len(w.third_party):>3}  "
-            f"{w.verdict}"
-        )
-    plain = sorted({name for w in weights for name in w.not_gzipped})
-    uncompressed = ", ".join(w.page for w in weights if not w.html_gzipped)
-    if uncompressed:
-        print(f"  note: HTML sent uncompressed despite Accept-Encoding: gzip: {uncompressed}")
-    if plain and plain != ["html"]:
-        names = ", ".join(n for n in plain if n != "html")
-        print(f"  note: subresources sent uncompressed with Accept-Encoding: gzip: {names}")
-    inline = sorted({kind for w in weights for kind in w.inline})
-    if inline:
-        print(f"  note: inline {', '.join(inline)} blocks found")
-    third = sorted({url for w in weights for url in w.third_party})
-    for url in third:
-        print(f"  third-party: {url}")
+    print(
+        f"  {'page':<28} {'status':>6} {'sent B':>7} {'target':>7} {'uncompr':>8}  "
+        f"{'responses':<38} verdict"
+    )
+    for index, walk in enumerate(walks):
+        print(f"  -- {walk.title}")
+        rows, questions = (walk.loads, []) if index == 0 else _condensed(walk.loads)
+        for load in rows:
+            print(_row(load, origin))
+        if questions and len(rows) < len(walk.loads):
+            sizes = [load.sent for load in questions]
+            print(
+                f"  ({len(questions)} question pages: {min(sizes):,} to {max(sizes):,} B sent, "
+                f"median {statistics.median(sizes):,.0f})"
+            )
+    loads = [load for walk in walks for load in walk.loads]
+    first = [load for load in loads if load.first]
+    later = [load for load in loads if not load.first]
+    print("Targets")
+    for label, group, limit, size in (
+        (f"first page   <= {FIRST_PAGE_LIMIT:,} B sent", first, FIRST_PAGE_LIMIT, "sent"),
+        (f"later pages  <= {LATER_PAGE_LIMIT:,} B sent", later, LATER_PAGE_LIMIT, "sent"),
+        (f"every page   <= {PAGE_LIMIT:,} B uncompressed", loads, PAGE_LIMIT, "uncompressed"),
+    ):
+        over = [load for load in group if getattr(load, size) > limit]
+        largest = max(group, key=lambda load: getattr(load, size))
+        verdict = "PASS" if not over else f"FAIL: {len(over)} of {len(group)} pages over"
+        print(f"  {label:<34} {verdict}  (largest: {largest.name}, {getattr(largest, size):,} B)")
+    odd = [load.name for load in loads if load.stylesheets != 1 or load.third_party(origin)]
+    verdict = "PASS" if not odd else "FAIL: " + ", ".join(odd)
+    print(f"  {'one stylesheet, no third party':<34} {verdict}")
 
 
 def report_latency(
@@ -738,7 +913,7 @@ def main() -> None:
             servers.append(bare_server)
             wait_healthy(proms_server)
             wait_healthy(bare_server)
-            weights = page_weights(proms_server.port, links)
+            version, walks = page_weights(proms_server.port, links)
             proms_times, bare_times = latency(
                 proms_server.port,
                 bare_server.port,
@@ -759,7 +934,7 @@ def main() -> None:
         f"proms survey bench: {kind}, gunicorn -w 1 (sync) for proms and the bare baseline, "
         f"{links.per_link} questions per baseline questionnaire"
     )
-    report_pages(weights)
+    report_pages(version, walks, f"http://127.0.0.1:{proms_server.port}")
     walked = links.per_link + links.worst_questions  # the page walks answer every question
     expected = walked + args.warmup + args.posts
     report_latency(proms_times, bare_times, args.warmup, saved, expected)

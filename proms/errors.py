@@ -146,7 +146,12 @@ def handle_http_error(error: HTTPException) -> Response:
     default = type(error).description
     own = error.description != default and not isinstance(error, RateLimitExceeded)
     message = error.description if own else MESSAGES.get(status, "")
-    return respond(status, message or MESSAGES.get(status, ""))
+    response = respond(status, message or MESSAGES.get(status, ""))
+    if isinstance(error, RateLimitExceeded):
+        # Said here rather than by Flask-Limiter's headers, which would go out on every response
+        # of a limited page (about 120 bytes each on a patient's phone): at most a whole window.
+        response.headers["Retry-After"] = str(error.limit.limit.get_expiry())
+    return response
 
 
 def handle_csrf_error(error: CSRFError) -> Response:

@@ -2,33 +2,38 @@
 
 from __future__ import annotations
 
+import gzip
 import re
 from urllib.parse import parse_qsl, urlsplit
 
+import brotli
+import flask_compress
 from flask import Flask, Response, abort, current_app, request
-from flask_compress import Compress
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
+
+from proms.templating import static_version
 
 csrf = CSRFProtect()
 # Limits are set per route (patient links, identity checks); the store comes from
 # RATELIMIT_STORAGE_URI. Behind a proxy, PROXY_FIX_HOPS makes the remote address the client's.
 limiter = Limiter(get_remote_address)
-compress = Compress()
 
+# Every response carries this, so every byte of it is paid on every page (a patient's phone
+# fetches about 40 pages per questionnaire): nothing is allowed unless listed. 'none' as the
+# default also covers fonts, connections, frames, objects, media and manifests, none of which
+# proms uses.
 CONTENT_SECURITY_POLICY = "; ".join(
     [
-        "default-src 'self'",
+        "default-src 'none'",
         "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
-        "font-src 'self'",
-        "connect-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
-        "object-src 'none'",
     ]
 )
 
@@ -53,15 +58,139 @@ UNREADABLE = (
 )
 
 
+# A static file whose URL carries its content hash (templating.static_url): the same URL never
+# serves other bytes, so browsers keep it a year and never ask again, not even on reload.
+VERSIONED_STATIC_CACHE = "public, max-age=31536000, immutable"
+
+
+# What a redirect needs. It renders nothing (its body is dropped, see Compress), so the headers
+# that govern a document (CSP, framing, sniffing, opener, permissions) have nothing to act on,
+# while each patient step pays ~350 bytes for them on its 303. Its Referer policy still applies
+# to the request it leads to, and no-store keeps it out of caches.
+REDIRECT_HEADERS = {"Referrer-Policy": SECURITY_HEADERS["Referrer-Policy"]}
+
+
+def is_redirect(response: Response) -> bool:
+    return 300 <= response.status_code < 400 and "Location" in response.headers
+
+
 def add_security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
+    headers = REDIRECT_HEADERS if is_redirect(response) else SECURITY_HEADERS
+    for name, value in headers.items():
         response.headers.setdefault(name, value)
-    if request.endpoint != "static":
+    if request.endpoint == "static" and response.status_code in (200, 304):
+        filename = (request.view_args or {}).get("filename", "")
+        # Only when the hash is this file's: during a rolling deploy an old host may be asked
+        # for the new version, and must not have its old bytes kept a year under that URL.
+        if request.args.get("v") and request.args["v"] == static_version(filename):
+            response.headers["Cache-Control"] = VERSIONED_STATIC_CACHE
+            response.headers.pop("Expires", None)  # max-age says the same, and wins
+        # Otherwise Flask's (SEND_FILE_MAX_AGE_DEFAULT): revalidate, so an edit shows at once.
+        response.headers.pop("Content-Disposition", None)  # "inline; filename=...": a no-op
+    else:
         # Pages hold health information: no browser or proxy keeps a copy.
         response.headers["Cache-Control"] = "no-store"
     if request.is_secure:
         response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, left alone by static files.
+
+    Flask-Login reads the session after every request (its remember-me check), and Flask answers
+    any request that read it with `Vary: Cookie`. A browser may then reuse its copy of the
+    stylesheet only while the Cookie header stays the same, and the survey cookie changes on
+    every page: the stylesheet was downloaded again and again. A static file is the same for
+    everyone: its response neither varies by cookie nor refreshes one.
+    """
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if request.endpoint == "static":
+            return
+        super().save_session(app, session, response)
+        # The last word on a response (Flask saves the session after every other hook): a
+        # no-store response is kept by no cache, so `Vary` (Cookie, Accept-Encoding) tells no
+        # one anything, and a phone would download it with every page.
+        if "no-store" in response.headers.get("Cache-Control", ""):
+            response.headers.pop("Vary", None)
+
+
+class Compress(flask_compress.Compress):
+    """Flask-Compress, also for the responses it leaves as they are, and without dead weight.
+
+    - Static files: Flask serves them as an open file (a streamed response), which
+      Flask-Compress compresses only in its streaming mode (COMPRESS_STREAMS), and that leaves
+      the file open and offers no gzip. They are read into memory here instead (one small
+      stylesheet, kept by browsers for a year) and compressed like pages.
+    - Error pages: Flask-Compress compresses 2xx responses only, but a patient's 404 or 410 is a
+      page like any other.
+    - Redirects: the "Redirecting..." body (about 200 bytes) is never shown by a browser, and a
+      patient's phone receives one after every answer: it is dropped.
+    """
+
+    def after_request(self, response: Response | None) -> Response:
+        if response is None:
+            return super().after_request(response)
+        compressible = current_app.config["COMPRESS_MIMETYPES"]
+        if (
+            request.endpoint == "static"
+            and response.status_code == 200
+            and response.is_streamed
+            and response.mimetype in compressible
+        ):
+            _read_file(response)
+        if 300 <= response.status_code < 400 and "Location" in response.headers:
+            if not response.is_streamed:
+                response.set_data(b"")
+                del response.headers["Content-Type"]
+            return response
+        if response.status_code >= 400:
+            return _compress_error_page(response)
+        return super().after_request(response)
+
+
+def _compress_error_page(response: Response) -> Response:
+    """Compress an error page as Flask-Compress does a 2xx one, with its settings."""
+    response.vary.add("Accept-Encoding")
+    config = current_app.config
+    if (
+        response.is_streamed
+        or "Content-Encoding" in response.headers
+        or response.mimetype not in config["COMPRESS_MIMETYPES"]
+        or (response.content_length or 0) < config["COMPRESS_MIN_SIZE"]
+    ):
+        return response
+    algorithms = config["COMPRESS_ALGORITHM"]
+    if isinstance(algorithms, str):
+        algorithms = [name.strip() for name in algorithms.split(",")]
+    # The server's order breaks ties between encodings the browser likes equally.
+    encoding = request.accept_encodings.best_match([a for a in algorithms if a in ("br", "gzip")])
+    if encoding == "br":
+        body = brotli.compress(response.get_data(), quality=config["COMPRESS_BR_LEVEL"])
+    elif encoding == "gzip":
+        body = gzip.compress(response.get_data(), compresslevel=config["COMPRESS_LEVEL"])
+    else:
+        return response
+    response.set_data(body)
+    response.headers["Content-Encoding"] = encoding
+    return response
+
+
+def _read_file(response: Response) -> None:
+    """Replace a send_file body (an open file, read in blocks) with its bytes; close the file."""
+    source = response.response
+    try:
+        body = b"".join(source)
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
+    response.direct_passthrough = False
+    response.set_data(body)
+
+
+compress = Compress()
 
 
 def check_origin() -> None:
@@ -127,3 +256,4 @@ def init_app(app: Flask) -> None:
     compress.init_app(app)
     app.before_request(check_origin)
     app.after_request(add_security_headers)
+    app.session_interface = SessionInterface()

@@ -122,7 +122,7 @@ def test_healthz_is_503_when_the_sqlite_file_cannot_be_opened(make_app, tmp_path
     assert app.test_client().get("/healthz").status_code == 503
 
 
-@pytest.mark.parametrize("path", ["/login", "/healthz", "/no-such-page", "/patients"])
+@pytest.mark.parametrize("path", ["/login", "/healthz", "/no-such-page"])
 def test_security_headers_on_every_response(client, path: str) -> None:
     response = client.get(path)
     csp = response.headers["Content-Security-Policy"]
@@ -131,6 +131,16 @@ def test_security_headers_on_every_response(client, path: str) -> None:
     assert "unsafe-inline" not in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert response.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_redirect_carries_the_headers_that_act_on_it(client) -> None:
+    """A redirect renders nothing: its referrer policy and no-store, not the document headers."""
+    response = client.get("/patients")  # signed out: to the sign-in page
+    assert response.status_code == 302
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert "Content-Security-Policy" not in response.headers
+    assert response.get_data() == b""
 
 
 def test_pages_have_no_inline_script_or_style(client) -> None:

@@ -36,7 +36,9 @@ def load_user(user_id: str) -> StaffUser | None:
 
 def enforce_idle_timeout() -> ResponseReturnValue | None:
     """Sign staff out after IDLE_TIMEOUT_MINUTES without a request."""
-    if request.endpoint in (None, "static", "health.healthz"):
+    if request.endpoint in (None, "static", "health.healthz") or request.blueprint == "surveys":
+        # Patient pages have no staff sign-in to time out: no user is loaded for them (which
+        # would also mark the session changed and send its cookie again).
         return None
     if not current_user.is_authenticated:
         return None

@@ -92,6 +92,34 @@ class SurveyPlan:
     def minutes(self) -> int:
         return max(1, round(self.total * SECONDS_PER_QUESTION / 60))
 
+    @property
+    def parts(self) -> tuple[Part, ...]:
+        """The questions grouped by questionnaire, numbered from 1, for the review."""
+        parts: list[Part] = []
+        for question in self.questions:
+            if not parts or parts[-1].response is not question.response:
+                parts.append(Part(len(parts) + 1, question.response, question.definition, []))
+            parts[-1].questions.append(question)
+        return tuple(parts)
+
+    def part(self, number: int) -> Part | None:
+        parts = self.parts
+        return parts[number - 1] if 1 <= number <= len(parts) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One questionnaire of the assessment, as the review shows it."""
+
+    number: int
+    response: SurveyResponse
+    definition: InstrumentDefinition
+    questions: list[Question]
+
+    @property
+    def answered(self) -> int:
+        return sum(1 for question in self.questions if question.label is not None)
+
 
 def definitions_to_send(registry: Registry, assessment: Assessment) -> list[InstrumentDefinition]:
     """The current definitions of the time point's instruments, in the protocol's order."""

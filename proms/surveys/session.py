@@ -6,10 +6,12 @@ request; HttpOnly, SameSite=Lax, and `__Host-` prefixed and Secure outside devel
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import dataclass, field
 
 from flask import Flask, Response, current_app
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.http import dump_cookie
 
 SALT = "proms.survey"
 
@@ -18,6 +20,17 @@ SALT = "proms.survey"
 class SurveySession:
     token_id: int
     identity_checked: bool = False
+    # When the cookie was signed (None: not yet written). The cookie is renewed only once it is
+    # RENEW_AFTER old: re-sending it on every page would cost a phone ~200 bytes a response.
+    signed_at: dt.datetime | None = field(default=None, compare=False)
+
+    def needs_renewal(self, now: dt.datetime, lifetime: dt.timedelta) -> bool:
+        return self.signed_at is None or now - self.signed_at >= lifetime * RENEW_AFTER
+
+
+# Renew the sliding expiry once a tenth of the cookie's lifetime has passed (6 of 60 minutes):
+# a patient who stops for the whole lifetime still finds it expired, within 10%.
+RENEW_AFTER = 0.1
 
 
 def cookie_name(app: Flask) -> str:
@@ -34,18 +47,23 @@ def read(raw: str | None) -> SurveySession | None:
         return None
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
-        data = _serializer(app).loads(raw, max_age=app.config["SURVEY_SESSION_MINUTES"] * 60)
+        data, signed_at = _serializer(app).loads(
+            raw, max_age=app.config["SURVEY_SESSION_MINUTES"] * 60, return_timestamp=True
+        )
     except BadSignature:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("t"), int):
         return None
-    return SurveySession(token_id=data["t"], identity_checked=bool(data.get("v")))
+    return SurveySession(
+        token_id=data["t"], identity_checked=bool(data.get("v")), signed_at=signed_at
+    )
 
 
 def write(response: Response, survey: SurveySession) -> Response:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     value = _serializer(app).dumps({"t": survey.token_id, "v": survey.identity_checked})
-    response.set_cookie(
+    # Max-Age alone (no Expires, which every current browser ignores when Max-Age is there).
+    cookie = dump_cookie(
         cookie_name(app),
         value,
         max_age=app.config["SURVEY_SESSION_MINUTES"] * 60,
@@ -53,7 +71,17 @@ def write(response: Response, survey: SurveySession) -> Response:
         secure=app.config["SESSION_COOKIE_SECURE"],
         httponly=True,
         samesite="Lax",
+        sync_expires=False,
     )
+    response.headers.add("Set-Cookie", cookie)
+    return response
+
+
+def renew(response: Response, survey: SurveySession, now: dt.datetime) -> Response:
+    """Write the cookie again when it is due for renewal (sliding expiry), else leave it."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    if survey.needs_renewal(now, dt.timedelta(minutes=app.config["SURVEY_SESSION_MINUTES"])):
+        write(response, survey)
     return response
 
 

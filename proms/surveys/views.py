@@ -178,10 +178,10 @@ class _Current:
 
 
 def _renewed(body: ResponseReturnValue, current: _Current) -> Response:
-    """The response, with the survey cookie renewed (sliding expiry)."""
+    """The response, with the survey cookie renewed when due (sliding expiry)."""
     response = make_response(body)
     assert current.survey is not None
-    return survey_session.write(response, current.survey)
+    return survey_session.renew(response, current.survey, utcnow())
 
 
 def _resume_url(plan: survey.SurveyPlan) -> str:
@@ -247,12 +247,13 @@ def question(number: int) -> ResponseReturnValue:
     if asked is None:
         return redirect(_resume_url(plan), 303)
     back_to_review = request.args.get("from") == "review"
+    part = _review_part_arg() if back_to_review else None
     form_class = question_form_class(asked.item)
     if request.method == "GET":
         form = form_class(
             formdata=None, data={"answer": None if asked.value is None else str(asked.value)}
         )
-        return _renewed(_question_page(plan, asked, form, back_to_review), current)
+        return _renewed(_question_page(plan, asked, form, back_to_review, part), current)
 
     form = form_class()
     if form.skip.data:
@@ -260,7 +261,8 @@ def question(number: int) -> ResponseReturnValue:
     elif form.validate():
         value = {str(option.value): option.value for option in asked.item.options}[form.answer.data]
     else:
-        return _renewed(_question_page(plan, asked, form, back_to_review, status=400), current)
+        page = _question_page(plan, asked, form, back_to_review, part, status=400)
+        return _renewed(page, current)
     try:
         survey.save_answer(db.session, asked, value, now=utcnow())
     except survey.AlreadySubmitted:
@@ -270,11 +272,11 @@ def question(number: int) -> ResponseReturnValue:
     db.session.commit()
     following = plan.question(number + 1)
     if back_to_review or following is None:
-        return _renewed(redirect(url_for("surveys.review"), 303), current)
+        return _renewed(redirect(_review_url(part), 303), current)
     return _renewed(redirect(url_for("surveys.question", number=number + 1), 303), current)
 
 
-def _question_page(plan, asked, form, back_to_review, status=200):  # type: ignore[no-untyped-def]
+def _question_page(plan, asked, form, back_to_review, part, status=200):  # type: ignore[no-untyped-def]
     previous = asked.number - 1 if asked.number > 1 else None
     body = render_template(
         "surveys/question.html",
@@ -283,18 +285,48 @@ def _question_page(plan, asked, form, back_to_review, status=200):  # type: igno
         form=form,
         previous=previous,
         back_to_review=back_to_review,
+        review_part=part,
+        review_url=_review_url(part),
     )
     return body, status
 
 
 @bp.route("/review", methods=["GET"])
 def review() -> ResponseReturnValue:
+    """Send, or look over one questionnaire at a time: the whole list is 3,500 px on a phone."""
     current = _Current()
     if current.response is not None:
         return current.response
     plan = survey.load_plan(current.assessment)
     body = render_template("surveys/review.html", plan=plan, form=SubmitAnswersForm())
     return _renewed(body, current)
+
+
+@bp.route("/review/<int:part>", methods=["GET"])
+def review_part(part: int) -> ResponseReturnValue:
+    """One questionnaire's answers, each with a link to change it."""
+    current = _Current()
+    if current.response is not None:
+        return current.response
+    plan = survey.load_plan(current.assessment)
+    shown = plan.part(part)
+    if shown is None:
+        return redirect(url_for("surveys.review"), 303)
+    body = render_template("surveys/review_part.html", plan=plan, part=shown)
+    return _renewed(body, current)
+
+
+def _review_url(part: int | None) -> str:
+    """Where a change made from the review goes back to: its questionnaire, or the summary."""
+    if part is not None:
+        return url_for("surveys.review_part", part=part)
+    return url_for("surveys.review")
+
+
+def _review_part_arg() -> int | None:
+    """The review part a question was opened from (?part=N), when it is a number."""
+    value = request.args.get("part", "")
+    return int(value) if value.isdigit() and len(value) < 4 else None
 
 
 @bp.route("/submit", methods=["POST"])

@@ -285,9 +285,15 @@ def test_a_patient_completes_the_baseline_on_a_phone(
     page.get_by_role("button", name="Start").tap()
     expect_question(page, 11, total)
 
-    # Next without an answer: the page says what to do, and nothing is stored.
+    # Next without an answer: the page says what to do, once, tied to the answers; nothing is
+    # stored.
     tap_next(page)
     expect(page.get_by_role("alert")).to_contain_text("Choose an answer")
+    expect(page.get_by_text("Choose an answer")).to_have_count(1)
+    expect(page.get_by_role("group")).to_have_accessible_description(
+        re.compile("^Choose an answer")
+    )
+    expect(page).to_have_title(re.compile(r"^Error: Question 11 of 35 · "))
     expect_question(page, 11, total)
     look(page, "question-error", js, shoot)
     eleventh = questions[10]
@@ -301,15 +307,31 @@ def test_a_patient_completes_the_baseline_on_a_phone(
     for asked in questions[10:]:
         answer(page, asked, total, chosen[asked.number])
 
-    # Review: every answer shown; change one and come back here.
+    # Review: a summary that sends without scrolling, and each questionnaire's answers one tap
+    # away; every answer is shown there. Change one and come back to that list.
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers")
-    answers_shown = page.locator(".answers dd")
-    expect(answers_shown).to_have_count(total)
-    for asked in questions:
-        expect(answers_shown.nth(asked.number - 1)).to_contain_text(
-            asked.labels[chosen[asked.number]]
-        )
+    expect(page.get_by_text(f"You answered {total} of {total} questions.")).to_be_visible()
+    send = page.get_by_role("button", name="Send my answers")
+    expect(send).to_have_count(1)
+    expect(send).to_be_in_viewport(ratio=1)
     look(page, "review", js, shoot)
+    parts: dict[str, list[Asked]] = {}
+    for asked in questions:
+        parts.setdefault(asked.definition.title, []).append(asked)
+    for title, part in parts.items():
+        page.get_by_role("link", name=title, exact=True).tap()
+        expect(page.get_by_role("heading", level=1)).to_have_text(title)
+        answers_shown = page.locator(".answers dd")
+        expect(answers_shown).to_have_count(len(part))
+        for index, asked in enumerate(part):
+            expect(answers_shown.nth(index)).to_contain_text(asked.labels[chosen[asked.number]])
+        if any(asked.number == review_changed for asked in part):
+            look(page, "review-part", js, shoot)
+            changed_part = (title, part)
+        page.get_by_role("link", name="Back to your answers").first.tap()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers")
+    title, part = changed_part
+    page.get_by_role("link", name=title, exact=True).tap()
     page.get_by_role("link", name=f"Change answer {review_changed}", exact=True).tap()
     expect_question(page, review_changed, total)
     expect(page.get_by_role("radio").nth(chosen[review_changed])).to_be_checked()
@@ -318,11 +340,14 @@ def test_a_patient_completes_the_baseline_on_a_phone(
     chosen[review_changed] = 0
     choose(page, chosen[review_changed])
     tap_next(page)
-    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers")
+    expect(page.get_by_role("heading", level=1)).to_have_text(title)
     changed = questions[review_changed - 1]
-    expect(answers_shown.nth(review_changed - 1)).to_contain_text(changed.labels[0])
+    position = [asked.number for asked in part].index(review_changed)
+    expect(page.locator(".answers dd").nth(position)).to_contain_text(changed.labels[0])
+    page.get_by_role("link", name="Back to your answers").first.tap()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Check your answers")
 
-    page.get_by_role("button", name="Send my answers").tap()
+    send.tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Thank you, your answers were sent")
     look(page, "done", js, shoot)
     thank_you = page.locator("main").inner_text()
@@ -429,6 +454,9 @@ def test_every_link_state_and_the_identity_check(
 
     visit(f"/s/{unknown}", 404, "We could not find this link", "state-unknown")
     visit(f"/s/{expired.raw}", 410, "This link has expired", "state-expired")
+    # The clinic's number as people write it in the clinic's country; the link dials E.164.
+    phone = page.get_by_role("link", name="(216) 555-0100", exact=True)
+    expect(phone).to_have_attribute("href", "tel:+12165550100")
     expect(page.get_by_role("button")).to_have_count(0)  # too late for a new link
     visit(f"/s/{not_yet.raw}", 200, "This questionnaire is not open yet", "state-not-yet-open")
     expect(page.get_by_text("It opens on")).to_be_visible()
@@ -597,7 +625,7 @@ def test_no_page_scrolls_sideways_on_a_small_screen_or_at_200_percent_zoom(
         fits(f"question-{number}")
     page.goto(f"{live_server.url}/s/review")
     fits("review")
-    page.get_by_role("button", name="Send my answers").tap()
+    page.get_by_role("button", name="Send my answers").last.tap()
     expect(page.get_by_role("heading", level=1)).to_have_text("Thank you, your answers were sent")
     fits("done")
     page.goto(live_server.link(link.raw))

@@ -296,6 +296,11 @@ def test_after_submit_every_page_leads_to_the_thank_you_page_and_nothing_changes
     ):
         assert response.status_code == 303
         assert path_of(response) == done
+    notice = survey.client.get(UNSAVED).get_data(as_text=True)
+    assert "your last change was not saved" in notice
+    assert "your last change was not saved" not in survey.client.get("/s/done").get_data(
+        as_text=True
+    )
     opened = survey.client.get(f"/s/{survey.token}")
     assert opened.status_code == 200
     assert "Thank you, this questionnaire is done" in opened.get_data(as_text=True)
