@@ -460,7 +460,8 @@ def _phone(browser: Browser, language: str) -> tuple[Page, NetworkLog]:
 
 def walk_questionnaire(browser: Browser, base: str, token: str, language: str) -> list[PageLoad]:
     """Answer a whole questionnaire as a patient would: welcome, Start, each question (one
-    "Next" without an answer on the way), review, send, thank you; then open the link again."""
+    "Next" without an answer on the way), review, each questionnaire's answers and back, send,
+    thank you; then open the link again."""
     page, log = _phone(browser, language)
     loads = [log.measure(page, "welcome", True, lambda: page.goto(f"{base}/s/{token}"))]
     loads.append(log.measure(page, "question 1", False, page.locator("main form button").tap))
@@ -483,6 +484,13 @@ def walk_questionnaire(browser: Browser, base: str, token: str, language: str) -
     if urlsplit(page.url).path != "/s/review":
         raise BenchError(f"the questionnaire ended at {page.url}")
     loads[-1].name = f"review ({number - 1} answers)"
+    # A careful patient looks over every questionnaire's answers before sending.
+    parts = page.locator("ul.parts a")
+    for index in range(parts.count()):
+        title = parts.nth(index).inner_text()
+        loads.append(log.measure(page, f"answers: {title[:40]}", False, parts.nth(index).tap))
+        back = page.get_by_role("link", name=page.locator("nav.back a").inner_text()).first
+        loads.append(log.measure(page, "review again", False, back.tap))
     send = page.locator("form[action$='/s/submit'] button").first
     loads.append(log.measure(page, "thank you", False, send.tap))
     if urlsplit(page.url).path != "/s/done":

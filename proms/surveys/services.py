@@ -34,6 +34,9 @@ from proms.surveys.models import ResponseStatus, SurveyAnswer, SurveyResponse
 
 # Seconds a patient needs per question, on average, for the welcome page's estimate.
 SECONDS_PER_QUESTION = 8
+# The review shows a long questionnaire's answers (PASS-20) in parts of at most this many: a
+# page a phone loads in about 1.5 KB, and a list short enough to look over.
+REVIEW_PART_SIZE = 10
 
 
 class SurveyError(ValueError):
@@ -94,10 +97,15 @@ class SurveyPlan:
 
     @property
     def parts(self) -> tuple[Part, ...]:
-        """The questions grouped by questionnaire, numbered from 1, for the review."""
+        """The questions by questionnaire, at most REVIEW_PART_SIZE a part, for the review."""
         parts: list[Part] = []
         for question in self.questions:
-            if not parts or parts[-1].response is not question.response:
+            last = parts[-1] if parts else None
+            if (
+                last is None
+                or last.response is not question.response
+                or len(last.questions) == REVIEW_PART_SIZE
+            ):
                 parts.append(Part(len(parts) + 1, question.response, question.definition, []))
             parts[-1].questions.append(question)
         return tuple(parts)

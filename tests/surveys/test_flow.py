@@ -31,6 +31,7 @@ from proms.surveys.models import AccessToken, ResponseStatus, SurveyResponse
 from tests.conftest import World
 from tests.surveys.conftest import (
     BASELINE_CODES,
+    PlannedQuestion,
     Survey,
     csrf_of,
     path_of,
@@ -229,8 +230,8 @@ def _tamper(value: str) -> str:
     """
     assert not value.startswith("."), "a compressed payload: tamper with it differently"
     payload, signed = value.split(".", 1)
-    data = json.loads(base64_decode(payload))
-    data["t"] += 1
+    data = json.loads(base64_decode(payload))  # [token id, identity checked]
+    data[0] += 1
     forged = base64_encode(json.dumps(data, separators=(",", ":")).encode()).decode()
     assert forged != payload
     return f"{forged}.{signed}"
@@ -261,13 +262,13 @@ def test_a_bad_survey_cookie_asks_to_open_the_link_again(
             "tampered": lambda: _tamper(value),
             "other-secret": lambda: URLSafeTimedSerializer(
                 "another-secret", salt="proms.survey"
-            ).dumps({"t": token_id, "v": True}),
+            ).dumps([token_id, 1]),
             "expired": lambda: _old_serializer(
                 app.config["SECRET_KEY"], "proms.survey", dt.timedelta(minutes=minutes + 1)
-            ).dumps({"t": token_id, "v": True}),
+            ).dumps([token_id, 1]),
             "not-a-session": lambda: URLSafeTimedSerializer(
                 app.config["SECRET_KEY"], salt="proms.survey"
-            ).dumps({"t": str(token_id)}),
+            ).dumps([str(token_id), 1]),
         }[how]()
         survey.client.set_cookie(SECURE_COOKIE, forged)
     before = snapshot_rows()
@@ -287,13 +288,24 @@ def test_a_bad_survey_cookie_asks_to_open_the_link_again(
     assert snapshot_rows() == before
 
 
+def test_a_cookie_of_the_first_format_still_works(app: Flask, survey: Survey) -> None:
+    """Cookies signed before the compact format (a patient mid-questionnaire during a deploy)."""
+    survey.started()
+    token_id = db.session.scalars(sa.select(AccessToken.id)).one()
+    first_format = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt="proms.survey").dumps(
+        {"t": token_id, "v": True}
+    )
+    survey.client.set_cookie(SECURE_COOKIE, first_format)
+    assert survey.question(1).status_code == 200
+
+
 def test_a_cookie_just_inside_its_lifetime_still_works(app: Flask, survey: Survey) -> None:
     survey.started()
     token_id = db.session.scalars(sa.select(AccessToken.id)).one()
     minutes = app.config["SURVEY_SESSION_MINUTES"]
     almost = _old_serializer(
         app.config["SECRET_KEY"], "proms.survey", dt.timedelta(minutes=minutes - 1)
-    ).dumps({"t": token_id, "v": True})
+    ).dumps([token_id, 1])
     survey.client.set_cookie(SECURE_COOKIE, almost)
     assert survey.question(1).status_code == 200
 
@@ -617,16 +629,23 @@ def test_the_review_sums_up_and_lists_every_answer_one_questionnaire_at_a_time(
     assert 'action="/s/submit"' in summary
     assert csrf_of(page)
     assert "Questions without an answer" not in summary
-    questions = planned_questions(BASELINE_CODES)
-    for part, code in enumerate(BASELINE_CODES, start=1):
-        assert f'href="/s/review/{part}"' in summary
-        body = survey.get(f"/s/review/{part}").get_data(as_text=True)
-        for question in (q for q in questions if q.code == code):
-            assert f'href="/s/q/{question.number}?from=review&amp;part={part}"' in body
+    # One part per questionnaire, at most ten questions a part: PASS-20 is two.
+    parts: list[list[PlannedQuestion]] = []
+    for question in planned_questions(BASELINE_CODES):
+        if not parts or parts[-1][-1].code != question.code or len(parts[-1]) == 10:
+            parts.append([])
+        parts[-1].append(question)
+    assert [len(part) for part in parts] == [4, 4, 4, 10, 10, 3]
+    for number, part in enumerate(parts, start=1):
+        assert f'href="/s/review/{number}"' in summary
+        body = survey.get(f"/s/review/{number}").get_data(as_text=True)
+        assert f"questions {part[0].number} to {part[-1].number}" in body
+        for question in part:
+            assert f'href="/s/q/{question.number}?from=review&amp;part={number}"' in body
             assert str(escape(question.item.text)) in body
     assert "Somewhat" in survey.get("/s/review/1").get_data(as_text=True)  # PI 4a answered 3
-    # Past the last questionnaire: back to the summary.
-    beyond = survey.get(f"/s/review/{len(BASELINE_CODES) + 1}")
+    # Past the last part: back to the summary.
+    beyond = survey.get(f"/s/review/{len(parts) + 1}")
     assert (beyond.status_code, path_of(beyond)) == (303, "/s/review")
 
 
