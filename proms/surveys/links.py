@@ -170,6 +170,11 @@ def request_new_link(session: Session, token: AccessToken, *, now: dt.datetime) 
     so the answer says nothing about the contact details on file).
     """
     patient: Patient = token.assessment.enrollment.patient
+    # Requests for the same questionnaire take turns (the row lock on PostgreSQL; SQLite's
+    # transactions already hold the write lock), so the second finds the first's message.
+    session.scalar(
+        select(Assessment.id).where(Assessment.id == token.assessment_id).with_for_update()
+    )
     recent = session.scalar(
         select(Notification.id).where(
             Notification.assessment_id == token.assessment_id,
@@ -183,7 +188,7 @@ def request_new_link(session: Session, token: AccessToken, *, now: dt.datetime) 
     if channel is Channel.NONE:
         channel = Channel.EMAIL if patient.email else Channel.SMS
     try:
-        # The hourly key is the guard against two clicks at the same moment.
+        # Belt and braces: the hourly key refuses a duplicate that got past the lock.
         with session.begin_nested():
             session.add(
                 Notification(

@@ -13,6 +13,7 @@ under load. Each race runs several rounds; every round must keep the invariant:
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterator
 from functools import partial
 
@@ -22,8 +23,9 @@ from flask import Flask
 
 from proms.admin.models import Enrollment, Patient
 from proms.care.models import Alert, Score
-from proms.db import db
-from proms.scheduling.models import Assessment, AssessmentStatus
+from proms.db import db, utcnow
+from proms.scheduling.models import Assessment, AssessmentStatus, Notification, NotificationKind
+from proms.surveys import views
 from proms.surveys.models import AccessToken, SurveyAnswer, SurveyResponse
 from tests.conftest import World, add_patient
 from tests.live import Browser, Server, at_once, serve
@@ -239,3 +241,37 @@ def test_two_starts_at_the_same_moment_make_one_set_of_drafts(
             sa.select(SurveyResponse.id).where(SurveyResponse.assessment_id == assessment.id)
         )
         assert len(drafts) == len(BASELINE_CODES)
+
+
+def test_two_new_link_requests_either_side_of_the_hour_queue_one_message(
+    server: Server,
+    patient: Patient,
+    enroll: Callable[..., Enrollment],
+    mint: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At most one new link an hour, however the clicks fall: not guarded by an hourly key."""
+    assessment = assessment_of(enroll(patient, 3), "baseline")
+    expired = mint(assessment, now=utcnow() - dt.timedelta(days=40))
+    top = utcnow().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    # Each request reads the clock once: the two GETs, then the two POSTs either side of the hour.
+    moments = iter([top - dt.timedelta(seconds=s) for s in (3, 2, 1, -1)])
+    lock = threading.Lock()
+
+    def clock() -> dt.datetime:
+        with lock:
+            return next(moments)
+
+    monkeypatch.setattr(views, "utcnow", clock)
+    tabs = [server.browser(), server.browser()]
+    for tab in tabs:
+        assert tab.get(f"/s/{expired}").status == 410
+    with server.slow_database(0.03):
+        replies = at_once(*(partial(tab.post, f"/s/{expired}/new-link") for tab in tabs))
+    assert [reply.status for reply in replies] == [200, 200], [r.body for r in replies]
+    queued = committed(
+        sa.select(Notification.idempotency_key).where(
+            Notification.kind == NotificationKind.NEW_LINK
+        )
+    )
+    assert len(queued) == 1, queued
