@@ -17,9 +17,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import hypothesis
 import pytest
 import sqlalchemy as sa
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
 from flask import Flask, has_app_context
 from flask.testing import FlaskClient
 
@@ -44,6 +48,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="sqlite",
         help="Run the suite on SQLite (default) or on PROMS_TEST_POSTGRES_URL.",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Hypothesis draws new examples on every run. CI must not pass or fail by luck, so there
+    # each property test gets the same examples every time (derandomize); on a laptop they stay
+    # random, and an example that fails is kept in .hypothesis/ and replayed until fixed.
+    hypothesis.settings.register_profile("ci", derandomize=True, database=None)
+    if os.environ.get("CI"):
+        hypothesis.settings.load_profile("ci")
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -203,6 +216,28 @@ def runner(app: Flask):  # type: ignore[no-untyped-def]
     return app.test_cli_runner()
 
 
+TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _compiled_catalogs() -> None:
+    """Compile a missing or stale .mo before the first test (`make install` does this too).
+
+    Any test that renders a Spanish page needs it, not only tests/test_i18n.py: were it compiled
+    there alone, those tests would pass or fail depending on which file happened to run first.
+    """
+    for po_path in sorted(TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        with po_path.open("rb") as handle:
+            catalog = read_po(handle, locale=po_path.parent.parent.name)
+        partial = mo_path.with_name(f"{mo_path.name}.{os.getpid()}.tmp")
+        with partial.open("wb") as handle:
+            write_mo(handle, catalog)
+        partial.replace(mo_path)  # atomic: a parallel run never reads half a file
+
+
 @pytest.fixture(autouse=True)
 def _test_code_reads_without_the_write_lock() -> Iterator[None]:
     """The test's own SQLite transactions begin DEFERRED; the app's begin IMMEDIATE.
@@ -261,6 +296,14 @@ def add_patient(clinic: Clinic, mrn: str, **fields: Any) -> Patient:
     db.session.add(patient)
     db.session.flush()
     return patient
+
+
+def patient_today(patient: Patient) -> dt.date:
+    """Today on the patient's calendar: what "three days from now" counts from (not UTC's date).
+
+    For tests that go through views, which read the real clock. Service tests pass a fixed `now`.
+    """
+    return dt.datetime.now(ZoneInfo(patient.time_zone)).date()
 
 
 @pytest.fixture

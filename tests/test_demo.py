@@ -16,7 +16,7 @@ from proms.admin.models import (
     TreatmentSession,
 )
 from proms.auth.models import StaffUser
-from proms.db import db, utcnow
+from proms.db import db
 from proms.demo import DEMO_STAFF, _synthetic_person, load_demo
 from proms.scheduling.models import Assessment, AssessmentStatus
 from tests.conftest import login
@@ -48,7 +48,9 @@ def test_demo_loads_and_is_idempotent(app) -> None:
 
 
 def test_demo_population_is_plausible(app) -> None:
-    now = utcnow()
+    # Which windows are open depends on the hour, so the moment is fixed, not the suite's: a
+    # minute before midnight in New York, on the night the clocks go forward.
+    now = dt.datetime(2026, 3, 8, 4, 59, tzinfo=dt.UTC)
     load_demo(db.session, now=now)
     db.session.commit()
     anchors = db.session.scalars(select(Enrollment.anchor_on)).all()

@@ -229,7 +229,7 @@ def test_answers_survive_the_move_to_rows_and_back(
     from proms.admin.services import bundled_protocol, create_clinic, enroll_patient
     from proms.admin.services import install_protocol as install
     from proms.care.models import Score
-    from proms.db import db, utcnow
+    from proms.db import db
     from proms.instruments.registry import bundled_registry
     from proms.surveys import services as survey
     from proms.surveys.models import SurveyResponse
@@ -241,18 +241,20 @@ def test_answers_survive_the_move_to_rows_and_back(
         clinic = create_clinic(db.session, slug="m", name="M", time_zone="America/New_York")
         protocol = install(db.session, clinic, bundled_protocol("ketamine-infusion-course"))
         patient = add_patient(clinic, "M1")
-        enrollment = enroll_patient(
-            db.session, patient, protocol, utcnow().date() + dt.timedelta(days=3)
-        )
+        # Fixed moments inside the baseline window, not the real clock.
+        now = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+        enrollment = enroll_patient(db.session, patient, protocol, dt.date(2026, 3, 5))
         baseline = next(a for a in enrollment.assessments if a.timepoint.key == "baseline")
+        assert baseline.is_open(now)
         registry = bundled_registry()
-        plan = survey.start(db.session, registry, baseline, now=utcnow(), env="test")
+        plan = survey.start(db.session, registry, baseline, now=now, env="test")
         for question in plan.questions:
             skip = question.number % 7 == 0  # a few deliberate skips (stored nulls)
             value = None if skip else question.item.options[question.number % 2].value
-            survey.save_answer(db.session, question, value, now=utcnow())
+            answered_at = now + dt.timedelta(seconds=10 * question.number)
+            survey.save_answer(db.session, question, value, now=answered_at)
         db.session.commit()
-        survey.submit(db.session, registry, baseline, now=utcnow())
+        survey.submit(db.session, registry, baseline, now=now + dt.timedelta(minutes=10))
         db.session.commit()
         answers = {r.id: r.answers for r in db.session.scalars(sa.select(SurveyResponse)).all()}
         scores = sorted(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from tests.conftest import World
 
 FIXTURES = Path(__file__).resolve().parents[1] / "instruments" / "fixtures"
 OFFICIAL_PI4A = FIXTURES / "promis_pi_4a_official_fhir.json"
+# Fixed dates, not the real clock: a course starting on ANCHOR_ON, whose baseline is open at NOW.
+ANCHOR_ON = dt.date(2026, 3, 5)
+NOW = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
 
 
 def test_list_shows_every_instrument_and_what_needs_official_wording(runner) -> None:
@@ -140,11 +144,8 @@ def test_re_importing_an_earlier_file_makes_it_the_one_in_use(runner, tmp_path: 
 
 
 def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path, world) -> None:
-    import datetime as dt
-
     from proms.admin.instruments import localized
     from proms.admin.services import enroll_patient
-    from proms.db import utcnow
     from proms.surveys.services import start
     from tests.conftest import add_patient
 
@@ -167,10 +168,10 @@ def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path
     assert localized(db.session, english, "en") is english
 
     patient = add_patient(world.clinic_a, "ES1", language="es")
-    enrollment = enroll_patient(
-        db.session, patient, world.protocol_a, utcnow().date() + dt.timedelta(days=3)
-    )
-    plan = start(db.session, registry, enrollment.assessments[0], now=utcnow(), env="test")
+    enrollment = enroll_patient(db.session, patient, world.protocol_a, ANCHOR_ON)
+    baseline = enrollment.assessments[0]
+    assert baseline.is_open(NOW)
+    plan = start(db.session, registry, baseline, now=NOW, env="test")
     first = plan.questions[0]
     assert (first.definition.code, first.definition.language) == ("promis-pi-4a", "es")
     assert first.item.text == "Texto oficial de PAININ9 (prueba)"
@@ -179,11 +180,8 @@ def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path
 
 
 def test_a_spanish_patient_reads_the_bundled_spanish_summary(world: World) -> None:
-    import datetime as dt
-
     from proms.admin.instruments import definition_sha256, localized, stored_definition
     from proms.admin.services import enroll_patient
-    from proms.db import utcnow
     from proms.surveys.services import start
     from tests.conftest import add_patient
 
@@ -199,11 +197,9 @@ def test_a_spanish_patient_reads_the_bundled_spanish_summary(world: World) -> No
     plans = {}
     for mrn, language in (("ES1", "es"), ("EN1", "en")):
         patient = add_patient(world.clinic_a, mrn, language=language)
-        enrollment = enroll_patient(
-            db.session, patient, world.protocol_a, utcnow().date() + dt.timedelta(days=3)
-        )
+        enrollment = enroll_patient(db.session, patient, world.protocol_a, ANCHOR_ON)
         plans[language] = start(
-            db.session, registry, enrollment.assessments[0], now=utcnow(), env="test"
+            db.session, registry, enrollment.assessments[0], now=NOW, env="test"
         )
     pairs = list(zip(plans["es"].questions, plans["en"].questions, strict=True))
     assert len(pairs) == 35

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from proms.auth.models import AuditEvent, LoginThrottle, Role, StaffUser
 from proms.auth.services import find_throttle
-from proms.db import db
+from proms.db import db, utcnow
 from tests.conftest import PASSWORD, World, csrf_token, login
 
 
@@ -119,12 +119,14 @@ def test_a_wrong_password_after_the_lock_locks_twice_as_long(client, world: Worl
     for n in range(5):
         login(client, email, f"wrong password {n}")
     run_out_the_lock(email)
+    before = utcnow()
     assert login(client, email, "wrong again!!").status_code == 429
+    after = utcnow()
     state = throttle(email)
     assert state.failed_count == 6
-    base = app.config["LOGIN_LOCK_BASE_SECONDS"]
-    remaining = (state.locked_until - dt.datetime.now(dt.UTC)).total_seconds()
-    assert 2 * base - 30 < remaining <= 2 * base
+    # Locked from the moment of that request, however long the request took.
+    twice = dt.timedelta(seconds=2 * app.config["LOGIN_LOCK_BASE_SECONDS"])
+    assert before + twice <= state.locked_until <= after + twice
 
 
 def test_unknown_addresses_lock_exactly_like_real_ones(client, world: World) -> None:
@@ -195,23 +197,35 @@ def test_development_cookies_are_not_secure(make_app, world: World) -> None:
     assert app.config["SESSION_COOKIE_NAME"] == "proms"
 
 
-def test_idle_timeout_signs_out(client, world: World, app: Flask) -> None:
+@pytest.fixture
+def idle_clock(monkeypatch: pytest.MonkeyPatch) -> list[dt.datetime]:
+    """The clock the idle timeout reads, set by the test (not the time the test happens to take)."""
+    clock = [utcnow()]
+    monkeypatch.setattr("proms.auth.utcnow", lambda: clock[0])
+    return clock
+
+
+def test_idle_timeout_signs_out(
+    client, world: World, app: Flask, idle_clock: list[dt.datetime]
+) -> None:
     login(client, "clinician@a.example.org")
     assert client.get("/patients").status_code == 200
-    with client.session_transaction() as session:
-        session["last_seen"] -= app.config["IDLE_TIMEOUT_MINUTES"] * 60 + 1
+    idle_clock[0] += dt.timedelta(minutes=app.config["IDLE_TIMEOUT_MINUTES"], seconds=1)
     response = client.get("/patients")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login"
     assert client.get("/patients").status_code == 302  # still signed out
 
 
-def test_activity_keeps_the_session_alive(client, world: World, app: Flask) -> None:
+def test_activity_keeps_the_session_alive(
+    client, world: World, app: Flask, idle_clock: list[dt.datetime]
+) -> None:
     login(client, "clinician@a.example.org")
-    with client.session_transaction() as session:
-        session["last_seen"] -= app.config["IDLE_TIMEOUT_MINUTES"] * 60 - 30
     assert client.get("/patients").status_code == 200
-    assert client.get("/patients").status_code == 200
+    almost = dt.timedelta(minutes=app.config["IDLE_TIMEOUT_MINUTES"], seconds=-1)
+    for _ in range(2):  # twice: each request starts the idle time again
+        idle_clock[0] += almost
+        assert client.get("/patients").status_code == 200
 
 
 def test_logout_needs_csrf_and_ends_every_session(app: Flask, world: World) -> None:

@@ -11,12 +11,13 @@ from proms.admin.services import enroll_patient
 from proms.auth.models import AuditEvent, Role
 from proms.db import db, utcnow
 from proms.surveys.links import LinkState, check_token, find_token
-from tests.conftest import World, csrf_token
+from tests.conftest import World, csrf_token, patient_today
 
 
 def open_baseline(world: World):  # type: ignore[no-untyped-def]
     patient = world.patients_a[0]
-    enroll_patient(db.session, patient, world.protocol_a, utcnow().date() + dt.timedelta(days=3))
+    anchor_on = patient_today(patient) + dt.timedelta(days=3)
+    enroll_patient(db.session, patient, world.protocol_a, anchor_on)
     db.session.commit()
     return patient
 

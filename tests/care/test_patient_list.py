@@ -6,8 +6,8 @@ import datetime as dt
 
 from proms.admin.services import enroll_patient
 from proms.auth.models import Role
-from proms.db import db, utcnow
-from tests.conftest import World, add_patient, csrf_token
+from proms.db import db
+from tests.conftest import World, add_patient, csrf_token, patient_today
 
 
 def test_search_is_a_post_so_names_stay_out_of_urls(staff_client, world: World) -> None:
@@ -62,12 +62,12 @@ def test_a_page_past_the_end_is_empty_not_an_error(staff_client, world: World) -
 
 def test_course_and_open_assessments_are_summarised(staff_client, world: World) -> None:
     patient = world.patients_a[0]
-    today = utcnow().date()
-    enroll_patient(db.session, patient, world.protocol_a, today + dt.timedelta(days=3))
+    anchor_on = patient_today(patient) + dt.timedelta(days=3)
+    enroll_patient(db.session, patient, world.protocol_a, anchor_on)
     db.session.commit()
     client = staff_client(world.user("a", Role.CLINICIAN))
     body = client.get("/patients").get_data(as_text=True)
     row = body[body.index(patient.display_name) :]
     row = row[: row.index("</tr>")]
-    assert (today + dt.timedelta(days=3)).isoformat() in row
+    assert anchor_on.isoformat() in row
     assert "<td>1</td>" in row  # the baseline window is open

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
@@ -34,7 +33,7 @@ from proms.instruments.registry import bundled_registry
 from proms.scheduling.models import Assessment, Notification
 from proms.surveys.links import mint_token
 from proms.surveys.models import AccessToken, SurveyResponse
-from tests.conftest import CSRF_RE, World, add_patient
+from tests.conftest import CSRF_RE, World, add_patient, patient_today
 
 PATIENT_ZONE = "America/New_York"
 BIRTH_ON = dt.date(1948, 11, 9)
@@ -70,10 +69,6 @@ def assert_friendly_429(body: str) -> None:
     assert "try again" in text
     assert not re.search(r"\d+ per \d* ?(second|minute|hour|day)", text)
     assert "traceback" not in text
-
-
-def local_today() -> dt.date:
-    return dt.datetime.now(ZoneInfo(PATIENT_ZONE)).date()
 
 
 # The plan ------------------------------------------------------------------------------------
@@ -281,11 +276,11 @@ def patient(world: World) -> Patient:
 
 @pytest.fixture
 def enroll(world: World) -> Callable[..., Enrollment]:
-    """Enroll a patient of clinic A on protocol A with an anchor `days` from today."""
+    """Enroll a patient of clinic A on protocol A with an anchor `days` from her today."""
 
     def factory(patient: Patient, days: int = 3) -> Enrollment:
         enrollment = enroll_patient(
-            db.session, patient, world.protocol_a, local_today() + dt.timedelta(days=days)
+            db.session, patient, world.protocol_a, patient_today(patient) + dt.timedelta(days=days)
         )
         db.session.commit()
         return enrollment
