@@ -92,12 +92,9 @@ class SurveyResponse(db.Model):
 
     assessment: Mapped[Assessment] = relationship(back_populates="responses")
     instrument: Mapped[Instrument] = relationship()
-    # Loaded with the response (one query for all the responses of a page).
+    # Loaded when read: saving an answer never needs the others (a POST stays a few statements).
     answer_rows: Mapped[list[SurveyAnswer]] = relationship(
-        cascade="all, delete-orphan",
-        passive_deletes=True,
-        order_by=SurveyAnswer.id,
-        lazy="selectin",
+        cascade="all, delete-orphan", passive_deletes=True, order_by=SurveyAnswer.id
     )
 
     __table_args__ = (
