@@ -1,7 +1,7 @@
-"""The reference facts in shared/reference (beside the repository), as PROMIS forms for tests.
+"""The reference facts (tests/scoring/fixtures/reference), as PROMIS forms for tests.
 
-Tests that need these files skip, with the path in the reason, when the folder is missing; they
-never pass without having looked.
+The files are copies of the project's reference data, kept in the repository with their
+sources (see the folder's README); a missing file fails the tests that need it.
 """
 
 from __future__ import annotations
@@ -17,12 +17,8 @@ import pytest
 from proms.scoring.irt import lord_wingersky_table
 from proms.scoring.types import ItemCalibration, PromisForm
 
-REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
-REFERENCE_DIR = REPOSITORY_ROOT.parent / "shared" / "reference"
-MISSING_REASON = (
-    f"reference data not found: expected {REFERENCE_DIR} (shared/reference beside the "
-    "repository checkout)"
-)
+REFERENCE_DIR = Path(__file__).resolve().parent / "fixtures" / "reference"
+MISSING_REASON = f"reference data not found in {REFERENCE_DIR}"
 
 # The calibration that computes each reference table, named explicitly: matching by item ID alone
 # would give the v2.0 physical function form the v1.2 parameters, which do not reproduce its
@@ -58,7 +54,7 @@ def available() -> bool:
 
 def require() -> Path:
     if not available():
-        pytest.skip(MISSING_REASON)
+        pytest.fail(MISSING_REASON)
     return REFERENCE_DIR
 
 
@@ -155,12 +151,10 @@ def pattern_with_sum(form: PromisForm, raw: int, *, from_end: bool = False) -> d
 def parametrize_keys(
     keys: Callable[[], Sequence[str]], *, skip: dict[str, str] | None = None
 ) -> list[Any]:
-    """pytest params, one per reference form key (id = key), or one skipped param if no data.
+    """pytest params, one per reference form key (id = key).
 
     `skip` maps keys to the reason they cannot be tested; they stay visible as skipped tests.
     """
-    if not available():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=MISSING_REASON), id="no-data")]
     skip = skip or {}
     return [
         pytest.param(key, marks=[pytest.mark.skip(reason=skip[key])] if key in skip else [], id=key)

@@ -39,8 +39,6 @@ def make_form(**changes: Any) -> PromisForm:
 
 
 def _examples() -> list[Any]:
-    if not reference.available():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=reference.MISSING_REASON))]
     return [
         pytest.param(example, id=f"{example['form']} ({example['note']})")
         for example in reference.irt_examples()
@@ -122,8 +120,6 @@ def test_reverse_coded_sleep_example_uses_the_stored_value() -> None:
 
 
 def _table_rows() -> list[Any]:
-    if not reference.available():
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=reference.MISSING_REASON))]
     return [
         pytest.param(key, raw, id=f"{key}-raw{raw}")
         for key in reference.all_keys()
