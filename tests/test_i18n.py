@@ -20,19 +20,17 @@ from babel.dates import format_date, format_datetime
 from babel.messages.catalog import PYTHON_FORMAT, Catalog, Message
 from babel.messages.extract import DEFAULT_KEYWORDS, extract_from_dir
 from babel.messages.frontend import parse_keywords, parse_mapping_cfg
-from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from proms import config
-from proms.admin.models import Patient
 from proms.admin.services import enroll_patient
 from proms.db import db, utcnow
 from proms.scheduling.models import Assessment
 from proms.surveys import links
 from proms.surveys.models import AccessToken
-from tests.conftest import CSRF_RE, World
+from tests.conftest import CSRF_RE, World, patient_today
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "translations"
@@ -64,20 +62,6 @@ def _locale_of(po_path: Path) -> str:
 def _read(path: Path, locale: str | None = None) -> Catalog:
     with path.open("rb") as handle:
         return read_po(handle, locale=locale)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def compiled_catalogs() -> None:
-    """Compile a .mo that is missing or older than its .po (`make install` does this too)."""
-    for po_path in CATALOGS:
-        mo_path = po_path.with_suffix(".mo")
-        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
-            continue
-        catalog = _read(po_path, _locale_of(po_path))
-        partial = mo_path.with_name(f"{mo_path.name}.{os.getpid()}.tmp")
-        with partial.open("wb") as handle:
-            write_mo(handle, catalog)
-        partial.replace(mo_path)  # atomic: a parallel run never reads half a file
 
 
 def _messages(catalog: Catalog) -> list[Message]:
@@ -216,10 +200,6 @@ def test_compiled_catalog_is_current(po_path: Path) -> None:
 # The catalogs in use on patient pages ------------------------------------------------------------
 
 
-def _local_today(patient: Patient) -> dt.date:
-    return utcnow().astimezone(ZoneInfo(patient.time_zone)).date()
-
-
 def _link(world: World, language: str, *, anchor_in_days: int = 3) -> tuple[str, Assessment]:
     """A link to the baseline questionnaire of a newly enrolled patient speaking `language`.
 
@@ -227,7 +207,7 @@ def _link(world: World, language: str, *, anchor_in_days: int = 3) -> tuple[str,
     """
     patient = world.patients_a[0]
     patient.language = language
-    anchor = _local_today(patient) + dt.timedelta(days=anchor_in_days)
+    anchor = patient_today(patient) + dt.timedelta(days=anchor_in_days)
     enrollment = enroll_patient(db.session, patient, world.protocol_a, anchor)
     baseline = next(a for a in enrollment.assessments if a.timepoint.key == "baseline")
     token = links.mint_token(db.session, baseline, now=utcnow(), max_age=dt.timedelta(days=30))
