@@ -656,9 +656,9 @@ def seed_links(database_url: str, answers: int) -> tuple[Flask, BenchLinks]:
     from sqlalchemy import select
 
     from proms import create_app
-    from proms.admin.instruments import deployment_registry
     from proms.admin.models import Channel, Clinic, Patient, Protocol
     from proms.admin.services import enroll_patient
+    from proms.catalog.services import deployment_registry
     from proms.db import db, utcnow
     from proms.surveys import links
     from proms.surveys.services import planned_question_count

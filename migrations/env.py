@@ -28,14 +28,15 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
 
 
 def database_url() -> str:
-    """An explicit sqlalchemy.url (tests) wins; otherwise the app's configured database."""
+    """An explicit sqlalchemy.url (`proms db`, tests) wins; else the app's configured database."""
     url = config.get_main_option("sqlalchemy.url")
     if url:
         return url
     from proms import ConfigurationError, create_app
 
     try:
-        return str(create_app().config["SQLALCHEMY_DATABASE_URI"])
+        # Migrating needs no secret key or public address: not the app that serves pages.
+        return str(create_app(serving=False).config["SQLALCHEMY_DATABASE_URI"])
     except ConfigurationError as exc:
         raise SystemExit(f"alembic: {exc}") from None
 

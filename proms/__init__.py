@@ -6,35 +6,26 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# Defined beside the checks that raise it; `from proms import ConfigurationError` still works.
+from proms.checks import ConfigurationError
+
 if TYPE_CHECKING:
     from flask import Flask
 
+# The folder above the package: the checkout, in a clone or an editable install (tests and
+# benchmarks run from it). The app finds its folders through proms.resources, wheel or checkout.
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - the value refused in production
 
 
-class ConfigurationError(RuntimeError):
-    """The app cannot start with this configuration; the message says why in one line."""
+def create_app(test_config: Mapping[str, Any] | None = None, *, serving: bool = True) -> Flask:
+    """Build the web application (also used by the CLI, the scheduler and migrations).
 
-
-def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """Build the web application (also used by the CLI, the scheduler and migrations)."""
-    # Imported here so that `import proms.scoring` (the pure core) does not load Flask.
-    from flask import Flask
-
-    app = Flask(
-        __name__,
-        instance_relative_config=True,
-        template_folder=str(ROOT / "templates"),
-        static_folder=str(ROOT / "static"),
-    )
-    app.config.from_object("proms.config")
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_prefixed_env("PROMS")
-    else:
-        app.config.update(test_config)
-    _finish_config(app)
+    In production an app that serves pages (gunicorn's `proms:create_app()`, `flask run`) needs
+    a real secret key and an https PUBLIC_BASE_URL, or this refuses (ConfigurationError, one
+    line). `serving=False` builds the app for commands, which may need neither: the address is
+    checked when a link is made (proms.checks), and a weak key is removed so nothing signs with it.
+    """
+    app = _configured_app(test_config, serving=serving)
     from proms import logs
 
     logs.install()
@@ -43,11 +34,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         admin,
         auth,
         care,
+        catalog,
         db,
         demo,
         errors,
         health,
         i18n,
+        outcomes,
         security,
         surveys,
         templating,
@@ -58,24 +51,50 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     templating.init_app(app)
     i18n.init_app(app)
-    for feature in (auth, surveys, care, admin, health, demo):
+    for feature in (catalog, outcomes, auth, surveys, care, admin, health, demo):
         feature.init_app(app)
     return app
 
 
-def _finish_config(app: Flask) -> None:
+def check_serving_config() -> None:
+    """Refuse what `create_app()` would refuse, without building the app (gunicorn's master)."""
+    _configured_app(None, serving=True)
+
+
+def _configured_app(test_config: Mapping[str, Any] | None, *, serving: bool) -> Flask:
+    """A Flask app with proms' configuration loaded and checked, and no extensions yet."""
+    # Imported here so that `import proms.scoring` (the pure core) does not load Flask.
+    from flask import Flask
+
+    from proms.resources import resource_dir
+
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        template_folder=str(resource_dir("templates")),
+        static_folder=str(resource_dir("static")),
+    )
+    app.config.from_object("proms.config")
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("PROMS")
+    else:
+        app.config.update(test_config)
+    _finish_config(app, serving=serving)
+    return app
+
+
+def _finish_config(app: Flask, *, serving: bool) -> None:
+    from proms import checks
+
     env = app.config["ENV"]
     if env not in ("production", "development", "test"):
         raise ConfigurationError(f"PROMS_ENV must be production, development or test, not {env!r}")
-    secret = app.config.get("SECRET_KEY")
-    if env == "production" and (
-        not isinstance(secret, str) or secret == DEFAULT_SECRET_KEY or len(secret) < 32
-    ):
-        raise ConfigurationError(
-            "Refusing to start in production with a missing, default or short SECRET_KEY: set "
-            "PROMS_SECRET_KEY (or SECRET_KEY in instance/config.py) to at least 32 random "
-            "characters, e.g. python -c 'import secrets; print(secrets.token_hex(32))'."
-        )
+    if serving:
+        checks.refuse_to_serve(app.config)
+    elif checks.secret_key_problem(app.config):
+        # A command has no use for the key; without it nothing here can sign with a known one.
+        app.config["SECRET_KEY"] = None
     if app.config["PROXY_FIX_HOPS"]:
         # Behind a TLS-terminating proxy: trust its X-Forwarded-* headers, so the scheme (HSTS,
         # secure cookies), host (the Origin check) and client address (audit log) are right.

@@ -60,8 +60,10 @@ PROXY_FIX_HOPS = 0
 PATIENTS_PER_PAGE = 50
 
 # Patient links and surveys.
-# The address patients reach proms at, for links in messages and `proms link`.
-PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+# The address patients reach proms at, for links in messages and `proms link`: in production an
+# https address, or proms refuses to start (proms.checks). Empty in development and tests means
+# the address of the server itself (the port `flask run` or `make run PORT=...` listens on).
+PUBLIC_BASE_URL = ""
 # A link works until its questionnaire closes, but never longer than this.
 SURVEY_LINK_MAX_AGE_DAYS = 30
 # The survey cookie (after "Start") lasts this long without activity.
@@ -100,4 +102,5 @@ SEND_FILE_MAX_AGE_DEFAULT = None
 # Languages of patient-facing text (Flask-Babel); staff pages are in English.
 LANGUAGES = ["en", "es"]
 BABEL_DEFAULT_LOCALE = "en"
-BABEL_TRANSLATION_DIRECTORIES = "../translations"
+# The compiled catalogues (.mo) are read from proms.resources' translations folder: the
+# installed package's or the checkout's. BABEL_TRANSLATION_DIRECTORIES replaces it when set.

@@ -9,6 +9,10 @@ spelling (`/s%2F<token>`, `/s/%37...`) would land in it. GunicornLogger redacts 
 
 Other settings (bind, workers, access log file) are given as usual, on the command line or in
 GUNICORN_CMD_ARGS; the command line wins over this module.
+
+The master also checks the configuration before it starts any worker (`on_starting`): a refused
+one (production without a real SECRET_KEY or an https PUBLIC_BASE_URL) stops gunicorn with the
+reason in one line, instead of a traceback from every worker.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-from proms import logs
+from proms import ConfigurationError, check_serving_config, logs
 
 
 class GunicornLogger(Logger):
@@ -36,3 +40,12 @@ class GunicornLogger(Logger):
 
 wsgi_app = "proms:create_app()"
 logger_class = GunicornLogger
+
+
+def on_starting(server: Any) -> None:
+    """Refuse to start, in one line, a configuration that every worker would refuse."""
+    try:
+        check_serving_config()
+    except ConfigurationError as exc:
+        server.log.error("proms: %s", exc)
+        raise SystemExit(1) from None

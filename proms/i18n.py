@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Flask, current_app, g, has_request_context, request
 from flask_babel import Babel, get_locale
 
+from proms.resources import resource_dir
+
 babel = Babel()
 
 
@@ -23,7 +25,11 @@ def select_locale() -> str:
 
 
 def init_app(app: Flask) -> None:
-    babel.init_app(app, locale_selector=select_locale)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=str(resource_dir("translations")),
+    )
 
     @app.context_processor
     def page_language() -> dict[str, str]:

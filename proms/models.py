@@ -5,7 +5,6 @@ from proms.admin.models import (
     Clinic,
     Enrollment,
     EnrollmentStatus,
-    Instrument,
     Patient,
     Protocol,
     ProtocolTimepoint,
@@ -13,7 +12,8 @@ from proms.admin.models import (
     TreatmentSession,
 )
 from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role, StaffUser
-from proms.care.models import Alert, AlertKind, AlertStatus, Score
+from proms.catalog.models import Instrument, InstrumentSource
+from proms.outcomes.models import Alert, AlertKind, AlertStatus, Score
 from proms.scheduling.models import (
     Assessment,
     AssessmentStatus,
@@ -37,6 +37,7 @@ __all__ = [
     "Enrollment",
     "EnrollmentStatus",
     "Instrument",
+    "InstrumentSource",
     "LoginThrottle",
     "Notification",
     "NotificationKind",

@@ -3,42 +3,47 @@
 `pytest` runs on a throwaway SQLite file. `pytest --database=postgresql` runs on the database in
 PROMS_TEST_POSTGRES_URL, inside a schema of its own that is dropped at the end, so two runs never
 see each other's rows. Tables are created once per run and emptied after every test.
+
+Only fixtures and hooks live here; what they are built from, and what tests import (`World`,
+`login`, `add_patient`, ...), is in tests/helpers.py. Under CI an undocumented skip fails the
+run (tests/skips.py).
 """
 
 from __future__ import annotations
 
-import contextvars
-import datetime as dt
 import os
-import re
-import secrets
 import smtplib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import hypothesis
 import pytest
 import sqlalchemy as sa
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from flask import Flask, has_app_context
+from flask import Flask
 from flask.testing import FlaskClient
 
 from proms import create_app
-from proms.admin.models import Clinic, Patient, Protocol
 from proms.admin.services import bundled_protocol, create_clinic, install_protocol
 from proms.auth.models import Role, StaffUser
 from proms.auth.passwords import hasher_from_config
 from proms.auth.services import create_staff
 from proms.db import Base, db, sqlite_begin
-
-PASSWORD = "correct horse battery"
-
-# argon2id at a test cost: the real cost is exercised by tests/auth/test_passwords.py.
-CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 1024, "ARGON2_PARALLELISM": 1}
+from tests.helpers import (
+    PASSWORD,
+    TRANSLATIONS,
+    IsolatedClient,
+    ScratchDatabases,
+    World,
+    add_patient,
+    app_config,
+    empty_tables,
+    in_ci,
+    login,
+)
+from tests.skips import enforce_under_ci
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -55,8 +60,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # each property test gets the same examples every time (derandomize); on a laptop they stay
     # random, and an example that fails is kept in .hypothesis/ and replayed until fixed.
     hypothesis.settings.register_profile("ci", derandomize=True, database=None)
-    if os.environ.get("CI"):
+    if in_ci():
         hypothesis.settings.load_profile("ci")
+    enforce_under_ci(config)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -66,51 +72,6 @@ def pytest_report_header(config: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def database_kind(pytestconfig: pytest.Config) -> str:
     return str(pytestconfig.getoption("--database"))
-
-
-def postgres_base_url() -> str:
-    url = os.environ.get("PROMS_TEST_POSTGRES_URL")
-    if not url:
-        pytest.exit("--database=postgresql needs PROMS_TEST_POSTGRES_URL", returncode=2)
-    return url
-
-
-def with_search_path(url: str, schema: str) -> str:
-    """A PostgreSQL URL whose connections use one schema."""
-    parsed = sa.make_url(url)
-    return parsed.set(
-        query={**parsed.query, "options": f"-csearch_path={schema}"}
-    ).render_as_string(hide_password=False)
-
-
-@dataclass
-class ScratchDatabases:
-    """Makes empty databases for migration tests: SQLite files, or PostgreSQL schemas."""
-
-    kind: str
-    tmp: Path
-    created: list[str]
-
-    def new_url(self) -> str:
-        name = f"scratch_{secrets.token_hex(4)}"
-        if self.kind == "sqlite":
-            return f"sqlite:///{self.tmp / (name + '.sqlite3')}"
-        base = postgres_base_url()
-        engine = sa.create_engine(base, poolclass=sa.pool.NullPool)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-        engine.dispose()
-        self.created.append(name)
-        return with_search_path(base, name)
-
-    def drop_all(self) -> None:
-        if not self.created:
-            return
-        engine = sa.create_engine(postgres_base_url(), poolclass=sa.pool.NullPool)
-        with engine.begin() as conn:
-            for name in self.created:
-                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -134,38 +95,6 @@ def database_url(scratch_databases: ScratchDatabases) -> Iterator[str]:
     return url
 
 
-def app_config(database_url: str, **overrides: Any) -> dict[str, Any]:
-    config: dict[str, Any] = {
-        "ENV": "test",
-        "TESTING": True,
-        "SECRET_KEY": "test-" + secrets.token_hex(8),
-        "DATABASE_URL": database_url,
-        **CHEAP_ARGON2,
-    }
-    config.update(overrides)
-    return config
-
-
-class IsolatedClient(FlaskClient):
-    """A test client whose requests never share the test's app context.
-
-    Flask reuses an app context that is already pushed for the same app, so without this every
-    request in a test would share `g` (Flask-Login's cached user) and the test's database
-    session with each other: two browsers would see one login. Each request runs in an empty
-    contextvars context instead, exactly as it would in a server. The test's own session is
-    committed before (the request sees what the test set up) and expired after (the test then
-    reads what the request stored, not its cached objects).
-    """
-
-    def open(self, *args: Any, **kwargs: Any) -> Any:
-        if has_app_context():
-            db.session.commit()
-        response = contextvars.Context().run(super().open, *args, **kwargs)
-        if has_app_context():
-            db.session.expire_all()
-        return response
-
-
 @pytest.fixture
 def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database; every table is emptied after the test."""
@@ -183,20 +112,7 @@ def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
-    _empty_tables(database_url)
-
-
-def _empty_tables(url: str) -> None:
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.begin() as conn:
-        tables = Base.metadata.sorted_tables
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(f'"{t.name}"' for t in tables)
-            conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in reversed(tables):
-                conn.execute(table.delete())
-    engine.dispose()
+    empty_tables(database_url)
 
 
 @pytest.fixture
@@ -214,9 +130,6 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask):  # type: ignore[no-untyped-def]
     return app.test_cli_runner()
-
-
-TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -267,45 +180,6 @@ def _no_real_mail(monkeypatch: pytest.MonkeyPatch) -> None:
 # Factories -------------------------------------------------------------------------------------
 
 
-@dataclass
-class World:
-    """Two clinics, each with a protocol, one staff member per role and a few patients."""
-
-    clinic_a: Clinic
-    clinic_b: Clinic
-    protocol_a: Protocol
-    protocol_b: Protocol
-    staff: dict[tuple[str, Role], StaffUser]
-    patients_a: list[Patient]
-    patients_b: list[Patient]
-
-    def user(self, clinic: str, role: Role) -> StaffUser:
-        return self.staff[(clinic, role)]
-
-
-def add_patient(clinic: Clinic, mrn: str, **fields: Any) -> Patient:
-    values: dict[str, Any] = {
-        "given_name": "Pat",
-        "family_name": f"Test{mrn}",
-        "birth_on": dt.date(1960, 5, 17),
-        "email": f"{mrn.lower()}@example.org",
-        "time_zone": "America/New_York",
-    }
-    values.update(fields)
-    patient = Patient(clinic=clinic, mrn=mrn, **values)
-    db.session.add(patient)
-    db.session.flush()
-    return patient
-
-
-def patient_today(patient: Patient) -> dt.date:
-    """Today on the patient's calendar: what "three days from now" counts from (not UTC's date).
-
-    For tests that go through views, which read the real clock. Service tests pass a fixed `now`.
-    """
-    return dt.datetime.now(ZoneInfo(patient.time_zone)).date()
-
-
 @pytest.fixture
 def world(app: Flask) -> World:
     hasher = hasher_from_config(app.config)
@@ -341,23 +215,6 @@ def world(app: Flask) -> World:
     )
     db.session.commit()
     return world
-
-
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-
-
-def csrf_token(client: FlaskClient, path: str = "/login") -> str:
-    """The CSRF token of a form page, as a browser would read it."""
-    page = client.get(path)
-    match = CSRF_RE.search(page.get_data(as_text=True))
-    assert match, f"no CSRF token on {path}"
-    return match.group(1)
-
-
-def login(client: FlaskClient, email: str, password: str = PASSWORD) -> Any:
-    return client.post(
-        "/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)}
-    )
 
 
 @pytest.fixture

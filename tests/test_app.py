@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from proms import ConfigurationError, create_app
 from proms.db import db
-from tests.conftest import CSRF_RE
+from tests.helpers import CSRF_RE
 
 
 def test_production_refuses_the_default_secret_key(tmp_path: Path) -> None:
@@ -30,11 +30,12 @@ def test_production_refuses_a_missing_or_weak_secret_key(tmp_path: Path, key: ob
         )
 
 
-def test_production_starts_with_a_real_secret_key(tmp_path: Path) -> None:
+def test_production_starts_with_a_real_secret_key_and_an_https_address(tmp_path: Path) -> None:
     app = create_app(
         {
             "ENV": "production",
             "SECRET_KEY": "x" * 64,
+            "PUBLIC_BASE_URL": "https://proms.example.org",
             "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
         }
     )
@@ -201,7 +202,7 @@ def test_form_fields_carry_no_empty_aria_attributes(client) -> None:
 
 
 def test_field_errors_are_tied_to_their_controls(client) -> None:
-    from tests.conftest import csrf_token
+    from tests.helpers import csrf_token
 
     body = client.post(
         "/login", data={"email": "", "password": "", "csrf_token": csrf_token(client)}

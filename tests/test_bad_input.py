@@ -41,7 +41,7 @@ from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role,
 from proms.auth.services import email_sha256
 from proms.db import db
 from proms.errors import MESSAGES
-from tests.conftest import PASSWORD, World, add_patient, csrf_token, login
+from tests.helpers import PASSWORD, World, add_patient, csrf_token, login
 
 Value = str | bytes | None  # str: typed text; bytes: sent exactly as given; None: left out
 

@@ -19,7 +19,7 @@ from proms.auth.models import StaffUser
 from proms.db import db
 from proms.demo import DEMO_STAFF, _synthetic_person, load_demo
 from proms.scheduling.models import Assessment, AssessmentStatus
-from tests.conftest import login
+from tests.helpers import login
 
 
 def count(model) -> int:

@@ -23,7 +23,7 @@ from proms.admin.models import Clinic, Patient
 from proms.auth.models import Role
 from proms.db import db
 from proms.security import SECURITY_HEADERS
-from tests.conftest import World, login
+from tests.helpers import World, login
 
 FRIENDLY_500 = "Something went wrong on our side"
 FRIENDLY_404_PATIENT = "Please open the link from your message again"

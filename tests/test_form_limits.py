@@ -18,7 +18,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from proms.auth.models import LoginThrottle
 from proms.db import db
 from proms.errors import MESSAGES
-from tests.conftest import PASSWORD, World, csrf_token
+from tests.helpers import PASSWORD, World, csrf_token
 
 URLENCODED = "application/x-www-form-urlencoded"
 TOO_LARGE = str(MESSAGES[413])

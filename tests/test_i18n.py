@@ -30,7 +30,7 @@ from proms.db import db, utcnow
 from proms.scheduling.models import Assessment
 from proms.surveys import links
 from proms.surveys.models import AccessToken
-from tests.conftest import CSRF_RE, World, patient_today
+from tests.helpers import CSRF_RE, World, patient_today
 
 ROOT = Path(__file__).resolve().parent.parent
 TRANSLATIONS = ROOT / "translations"

@@ -33,11 +33,11 @@ from werkzeug.serving import make_server
 from proms import ROOT
 from proms.admin.models import Patient
 from proms.admin.services import enroll_patient
-from proms.care.models import Score
 from proms.db import db, utcnow
 from proms.logs import REDACTED, RedactLinks, redact
+from proms.outcomes.models import Score
 from proms.surveys.links import mint_token
-from tests.conftest import World, add_patient
+from tests.helpers import World, add_patient
 
 BIN = Path(sys.executable).parent
 

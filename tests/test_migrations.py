@@ -22,7 +22,7 @@ from alembic.script import ScriptDirectory
 
 import proms.models  # noqa: F401 - registers every table on the metadata
 from proms.db import Base
-from tests.conftest import ScratchDatabases
+from tests.helpers import ScratchDatabases
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSIONS = ROOT / "migrations" / "versions"
@@ -228,12 +228,12 @@ def test_answers_survive_the_move_to_rows_and_back(
     from proms import create_app
     from proms.admin.services import bundled_protocol, create_clinic, enroll_patient
     from proms.admin.services import install_protocol as install
-    from proms.care.models import Score
     from proms.db import db
     from proms.instruments.registry import bundled_registry
+    from proms.outcomes.models import Score
     from proms.surveys import services as survey
     from proms.surveys.models import SurveyResponse
-    from tests.conftest import add_patient, app_config
+    from tests.helpers import add_patient, app_config
 
     command.upgrade(cfg, "head")
     app = create_app(app_config(scratch_url))

@@ -1,4 +1,4 @@
-from tests.conftest import World, login
+from tests.helpers import World, login
 
 
 def test_login_and_patient_list(client, world: World) -> None:

@@ -22,7 +22,7 @@ from werkzeug.test import TestResponse
 
 from proms.auth.models import Role
 from proms.security import SECURITY_HEADERS
-from tests.conftest import World, login
+from tests.helpers import World, login
 
 ROOT = Path(__file__).resolve().parent.parent
 STYLESHEET = ROOT / "static" / "proms.css"

@@ -20,7 +20,7 @@ from proms.admin.models import (
     ProtocolTimepoint,
 )
 from proms.auth.models import StaffUser
-from proms.scheduling.models import AssessmentStatus
+from proms.scheduling.models import OPEN_STATUSES, AssessmentStatus
 from proms.scheduling.services import create_assessments
 
 
@@ -60,13 +60,6 @@ def create_clinic(
     session.add(clinic)
     session.flush()
     return clinic
-
-
-def find_clinic(session: Session, slug_or_name: str) -> Clinic | None:
-    """A clinic by short name, or by exact full name."""
-    return session.scalar(select(Clinic).where(Clinic.slug == slug_or_name)) or session.scalar(
-        select(Clinic).where(Clinic.name == slug_or_name)
-    )
 
 
 def enroll_patient(
@@ -163,10 +156,7 @@ def withdraw_enrollment(
     enrollment.withdrawal_reason = reason
     cancelled = 0
     for assessment in enrollment.assessments:
-        if assessment.closes_at > now and assessment.status in (
-            AssessmentStatus.SCHEDULED,
-            AssessmentStatus.IN_PROGRESS,
-        ):
+        if assessment.closes_at > now and assessment.status in OPEN_STATUSES:
             assessment.status = AssessmentStatus.CANCELLED
             cancelled += 1
     session.flush()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 from flask import current_app
+from sqlalchemy import select
 
-from proms.admin.services import find_clinic
+from proms.admin.models import Clinic
 from proms.auth import services
 from proms.auth.models import Role
 from proms.auth.passwords import hasher_from_config, password_problem
@@ -14,8 +15,11 @@ from proms.db import db
 ROLE_CHOICE = click.Choice([role.value for role in Role])
 
 
-def _clinic_or_fail(name: str):  # type: ignore[no-untyped-def]
-    clinic = find_clinic(db.session, name)
+def _clinic_or_fail(name: str) -> Clinic:
+    """A clinic by short name, or by exact full name."""
+    clinic = db.session.scalar(select(Clinic).where(Clinic.slug == name)) or db.session.scalar(
+        select(Clinic).where(Clinic.name == name)
+    )
     if clinic is None:
         raise click.UsageError(
             f"No clinic {name!r}. Create it first with `proms clinic create`, "

@@ -7,11 +7,9 @@ from flask.typing import ResponseReturnValue
 
 
 def init_app(app: Flask) -> None:
-    from proms.care import cli, views
+    from proms.care import views
 
     app.register_blueprint(views.bp)
-    app.cli.add_command(cli.score_command)
-    app.cli.add_command(cli.rescore_command)
 
     @app.route("/")
     def index() -> ResponseReturnValue:

@@ -6,7 +6,6 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from flask_login import current_user, login_required
 
-from proms.admin.instruments import deployment_registry
 from proms.admin.models import Patient
 from proms.auth.audit import audit_patient_view, request_info
 from proms.auth.models import Role
@@ -14,6 +13,7 @@ from proms.auth.scoping import patient_or_404, visible_patients
 from proms.auth.services import record_event
 from proms.care import services
 from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
+from proms.catalog.services import deployment_registry
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
 from proms.surveys.links import link_max_age, link_url, open_assessment_of

@@ -25,6 +25,10 @@ class AssessmentStatus(enum.StrEnum):
     CANCELLED = "cancelled"  # withdrawn or rescheduled away
 
 
+# The statuses of an assessment the patient can still answer (inside its window).
+OPEN_STATUSES = frozenset({AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS})
+
+
 class NotificationKind(enum.StrEnum):
     INVITE = "invite"
     REMINDER = "reminder"
@@ -79,7 +83,7 @@ class Assessment(db.Model):
 
     def state_at(self, now: dt.datetime) -> str:
         """What staff should read, even before a sweep has caught up with the clock."""
-        if self.status in (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS):
+        if self.status in OPEN_STATUSES:
             if now >= self.closes_at:
                 return "missed"
             if now < self.opens_at:
@@ -89,10 +93,7 @@ class Assessment(db.Model):
 
     def is_open(self, now: dt.datetime) -> bool:
         """True while the patient can answer."""
-        return (
-            self.status in (AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS)
-            and self.opens_at <= now < self.closes_at
-        )
+        return self.status in OPEN_STATUSES and self.opens_at <= now < self.closes_at
 
 
 class Notification(db.Model):

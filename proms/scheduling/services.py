@@ -8,7 +8,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from proms.admin.models import Enrollment, EnrollmentStatus
-from proms.scheduling.models import Assessment, AssessmentStatus
+from proms.scheduling.models import OPEN_STATUSES, Assessment, AssessmentStatus
 from proms.scheduling.rules import TimepointRule, assessment_windows
 
 
@@ -46,7 +46,7 @@ def expire_closed_assessments(session: Session, now: dt.datetime) -> int:
     result = session.execute(
         update(Assessment)
         .where(
-            Assessment.status.in_((AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS)),
+            Assessment.status.in_(OPEN_STATUSES),
             Assessment.closes_at <= now,
         )
         .values(status=AssessmentStatus.EXPIRED)
@@ -61,7 +61,7 @@ def complete_finished_enrollments(session: Session) -> int:
         select(Assessment.id)
         .where(
             Assessment.enrollment_id == Enrollment.id,
-            Assessment.status.in_((AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS)),
+            Assessment.status.in_(OPEN_STATUSES),
         )
         .exists()
     )

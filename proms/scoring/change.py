@@ -1,6 +1,6 @@
 """Change from baseline: meaningful by a published threshold, and reliable for one patient.
 
-Two questions, answered separately (README, "Meaningful change" and "Reliable change"):
+Two questions, answered separately (docs/scoring.md, "Meaningful change" and "Reliable change"):
 
 - Did the score move by at least a minimal important difference? Thresholds are data with a
   source and an evidence status (e.g. 2-6 T for PROMIS, Terwee et al. Qual Life Res 2021;
@@ -261,4 +261,21 @@ def classify_change(
         level=level,
         threshold=threshold,
         reason=reason,
+    )
+
+
+def is_meaningful_worsening(change: ChangeResult) -> bool:
+    """Whether one patient's change from baseline is a worsening the care team should act on.
+
+    The individual criterion (threshold and reliable change) where both scores have standard
+    errors; the instrument's threshold alone where they cannot have one (summed and mean
+    scores). Never without a comparable baseline.
+    """
+    if change.by_individual is Classification.WORSENED:
+        return True
+    return (
+        change.by_individual is Classification.NOT_COMPARABLE
+        and change.reliable_change_index is None
+        and change.baseline is not None
+        and change.by_threshold is Classification.WORSENED
     )

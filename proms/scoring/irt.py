@@ -1,8 +1,8 @@
 """Graded response model scoring: response-pattern EAP and Lord-Wingersky sum-score tables.
 
 The model, grid and prior are the ones the HealthMeasures scoring service documents and that
-reproduce the published PROMIS tables (shared/reference/README.md): Samejima's graded response
-model on the logistic metric (D = 1),
+reproduce the published PROMIS tables (tests/scoring/fixtures/reference/README.md): Samejima's
+graded response model on the logistic metric (D = 1),
 
     P(value >= j+1 | theta) = 1 / (1 + exp(-a (theta - b_j))),
 

@@ -6,9 +6,10 @@ import click
 from flask import current_app
 from sqlalchemy import select
 
-from proms.admin.instruments import deployment_registry
 from proms.admin.models import Clinic, Patient
 from proms.auth.services import cli_actor, record_event
+from proms.catalog.services import deployment_registry
+from proms.checks import ConfigurationError, public_base_url
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
 from proms.surveys import links
@@ -25,6 +26,11 @@ from proms.surveys.services import NoOpenQuestionnaire, make_staff_link
 )
 def link_command(mrn: str, clinic_slug: str | None) -> None:
     """Print a new link to the patient's currently open questionnaire."""
+    # Before anything is made: production refuses a link without its https address.
+    try:
+        public_base_url(current_app.config)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
     query = select(Patient).where(Patient.mrn == mrn)
     if clinic_slug:
         query = query.join(Clinic).where(Clinic.slug == clinic_slug)

@@ -13,12 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Channel, Clinic, Enrollment, EnrollmentStatus, Patient
 from proms.auth.models import StaffUser
+from proms.checks import public_base_url
 from proms.scheduling.models import (
     Assessment,
     AssessmentStatus,
@@ -66,8 +67,11 @@ class LinkCheck:
 
 
 def link_url(config: Mapping[str, Any], raw: str) -> str:
-    """The address a patient opens: PUBLIC_BASE_URL/s/<token>."""
-    return f"{str(config['PUBLIC_BASE_URL']).rstrip('/')}/s/{raw}"
+    """The address a patient opens: <public base URL>/s/<token> (proms.checks.public_base_url).
+
+    Raises ConfigurationError in production without an https PUBLIC_BASE_URL.
+    """
+    return f"{public_base_url(config)}/s/{raw}"
 
 
 def link_max_age(config: Mapping[str, Any]) -> dt.timedelta:
@@ -215,46 +219,3 @@ def open_assessment_of(session: Session, patient: Patient, now: dt.datetime) -> 
             if assessment.is_open(now):
                 return assessment
     return None
-
-
-def count_failed_identity_check(
-    session: Session,
-    token: AccessToken,
-    *,
-    now: dt.datetime,
-    max_tries: int,
-    lock_for: dt.timedelta,
-) -> dt.datetime | None:
-    """Count one wrong date of birth; lock the link after `max_tries`. Returns the lock's end.
-
-    The count is incremented in the database (`SET n = n + 1`), never read and written back,
-    so wrong tries sent at the same moment all count, on SQLite as on PostgreSQL.
-    """
-    failures = session.scalar(
-        update(AccessToken)
-        .where(
-            AccessToken.id == token.id,
-            # Not while locked: a try that arrives after another one locked the link is refused.
-            or_(
-                AccessToken.identity_locked_until.is_(None),
-                AccessToken.identity_locked_until <= now,
-            ),
-        )
-        .values(failed_identity_count=AccessToken.failed_identity_count + 1)
-        .returning(AccessToken.failed_identity_count)
-        .execution_options(synchronize_session=False)
-    )
-    if failures is None:
-        return session.scalar(
-            select(AccessToken.identity_locked_until).where(AccessToken.id == token.id)
-        )
-    if failures < max_tries:
-        return None
-    locked_until = now + lock_for
-    session.execute(
-        update(AccessToken)
-        .where(AccessToken.id == token.id)
-        .values(failed_identity_count=0, identity_locked_until=locked_until)
-        .execution_options(synchronize_session=False)
-    )
-    return locked_until

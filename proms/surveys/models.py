@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from proms.db import db, enum_type, utcnow
 
 if TYPE_CHECKING:
-    from proms.admin.models import Instrument
+    from proms.catalog.models import Instrument
     from proms.scheduling.models import Assessment
 
 

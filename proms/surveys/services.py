@@ -11,23 +11,22 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from proms.admin.instruments import localized, snapshot, stored_definition
 from proms.admin.models import Enrollment, Patient
 from proms.auth.models import StaffUser
-from proms.care.models import Alert, AlertKind, Score
-from proms.care.scoring import score_response
-from proms.care.services import changes_from_baseline
+from proms.catalog.services import localized, snapshot, stored_definition
 from proms.instruments.model import InstrumentDefinition, Item
 from proms.instruments.registry import Registry
+from proms.outcomes.models import Alert, Score
+from proms.outcomes.services import record_submission
 from proms.scheduling.models import (
+    OPEN_STATUSES,
     Assessment,
     AssessmentStatus,
     Notification,
     NotificationStatus,
 )
-from proms.scoring.change import ChangeResult, Classification
 from proms.scoring.types import Answer
 from proms.surveys.links import mint_token, open_assessment_of
 from proms.surveys.models import ResponseStatus, SurveyAnswer, SurveyResponse
@@ -287,7 +286,7 @@ class SubmitResult:
 def submit(
     session: Session, registry: Registry, assessment: Assessment, *, now: dt.datetime
 ) -> SubmitResult:
-    """Send the answers: score, compare with baseline, alert, complete, cancel reminders.
+    """Send the answers: complete, record the outcomes (scores, alerts), cancel reminders.
 
     All in the caller's transaction. The assessment is claimed first (compare-and-set), so a
     double submit (two tabs, a retry) finds it completed and changes nothing.
@@ -297,16 +296,17 @@ def submit(
     # second submit waits here, then finds it completed and changes nothing.
     claimed = session.execute(
         update(Assessment)
-        .where(
-            Assessment.id == assessment.id,
-            Assessment.status.in_([AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS]),
-        )
+        .where(Assessment.id == assessment.id, Assessment.status.in_(OPEN_STATUSES))
         .values(status=AssessmentStatus.COMPLETED, completed_at=now)
         .execution_options(synchronize_session=False)
     )
     locked = session.scalar(
         select(Assessment)
         .where(Assessment.id == assessment.id)
+        .options(
+            joinedload(Assessment.timepoint),
+            joinedload(Assessment.enrollment).joinedload(Enrollment.patient),
+        )
         .execution_options(populate_existing=True)
     )
     assert locked is not None
@@ -327,45 +327,14 @@ def submit(
         .execution_options(synchronize_session=False)
     )
     # Read after the update: the answers scored are exactly the answers stored.
-    responses = list(
-        session.scalars(
-            select(SurveyResponse)
-            .where(SurveyResponse.assessment_id == locked.id)
-            .order_by(SurveyResponse.id)
-            .execution_options(populate_existing=True)
-        )
-    )
-    scores: list[Score] = []
-    alerts: list[Alert] = []
-    enrollment: Enrollment = locked.enrollment
-    patient = enrollment.patient
-    for response in responses:
-        scores.extend(score_response(session, registry, response))
-        definition = _definition(response)
-        severe = definition.alert_items(response.answers)
-        if severe:
-            alerts.append(
-                Alert(
-                    patient_id=patient.id,
-                    clinic_id=patient.clinic_id,
-                    assessment_id=locked.id,
-                    kind=AlertKind.SIDE_EFFECT,
-                    detail={"instrument": definition.code, "items": list(severe)},
-                )
-            )
-    for change in changes_from_baseline(session, registry, enrollment):
-        if change.score.assessment_id == locked.id and is_worsening(change.change):
-            alerts.append(
-                Alert(
-                    patient_id=patient.id,
-                    clinic_id=patient.clinic_id,
-                    assessment_id=locked.id,
-                    score_id=change.score.id,
-                    kind=AlertKind.WORSENING,
-                    detail=_worsening_detail(change.change),
-                )
-            )
-    session.add_all(alerts)
+    responses = session.scalars(
+        select(SurveyResponse)
+        .where(SurveyResponse.assessment_id == locked.id)
+        .options(selectinload(SurveyResponse.instrument), selectinload(SurveyResponse.answer_rows))
+        .order_by(SurveyResponse.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    outcome = record_submission(session, registry, locked, responses)
     session.execute(
         update(Notification)
         .where(
@@ -376,38 +345,7 @@ def submit(
         .execution_options(synchronize_session=False)
     )
     session.flush()
-    return SubmitResult(False, tuple(scores), tuple(alerts))
-
-
-def is_worsening(change: ChangeResult) -> bool:
-    """A meaningful worsening for one patient.
-
-    The individual criterion (threshold and reliable change) where the scores have standard
-    errors; the instrument's threshold alone where they cannot have one (summed scores).
-    """
-    if change.by_individual is Classification.WORSENED:
-        return True
-    return (
-        change.by_individual is Classification.NOT_COMPARABLE
-        and change.reliable_change_index is None
-        and change.baseline is not None
-        and change.by_threshold is Classification.WORSENED
-    )
-
-
-def _worsening_detail(change: ChangeResult) -> dict[str, object]:
-    assert change.baseline is not None
-    return {
-        "instrument": change.current.instrument_code,
-        "scale": change.current.scale,
-        "baseline": change.baseline.value,
-        "current": change.current.value,
-        "improvement": change.improvement,
-        "reliable_change_index": change.reliable_change_index,
-        "threshold": change.threshold.value,
-        "threshold_unit": change.threshold.unit,
-        "threshold_source": change.threshold.source,
-    }
+    return SubmitResult(False, outcome.scores, outcome.alerts)
 
 
 def _responses(assessment: Assessment) -> list[SurveyResponse]:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -20,11 +23,12 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from proms.admin.instruments import deployment_registry
-from proms.care.models import Score
+from proms.catalog.services import deployment_registry
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
+from proms.outcomes.models import Score
 from proms.security import limiter
+from proms.surveys import identity as identity_check
 from proms.surveys import links
 from proms.surveys import services as survey
 from proms.surveys import session as survey_session
@@ -184,6 +188,23 @@ def _renewed(body: ResponseReturnValue, current: _Current) -> Response:
     return survey_session.renew(response, current.survey, utcnow())
 
 
+def survey_page(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """A page of a started survey: the cookie's survey, or the page that says why not.
+
+    The view receives the current survey first; what it returns goes out with the survey
+    cookie renewed when due (or written, when the view changed the survey).
+    """
+
+    @functools.wraps(view)
+    def page(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        current = _Current()
+        if current.response is not None:
+            return current.response
+        return _renewed(view(current, *args, **kwargs), current)
+
+    return page
+
+
 def _resume_url(plan: survey.SurveyPlan) -> str:
     number = plan.first_unanswered()
     return url_for("surveys.question", number=number) if number else url_for("surveys.review")
@@ -191,23 +212,21 @@ def _resume_url(plan: survey.SurveyPlan) -> str:
 
 @bp.route("/check", methods=["GET", "POST"])
 @limiter.limit(_identity_limit, methods=["POST"])
-def identity() -> ResponseReturnValue:
+@survey_page
+def identity(current: _Current) -> ResponseReturnValue:
     """The optional date-of-birth check before the first question."""
-    current = _Current()
-    if current.response is not None:
-        return current.response
     assert current.survey is not None
     assert current.token is not None
     plan = survey.load_plan(current.assessment)
     if current.survey.identity_checked:
         return redirect(_resume_url(plan), 303)
-    token = current.token
     patient = current.assessment.enrollment.patient
+    zone = ZoneInfo(patient.time_zone)
     now = utcnow()
     form = IdentityForm()
-    locked_until = token.identity_locked_until
-    if locked_until is not None and locked_until > now:
-        retry_at = locked_until.astimezone(ZoneInfo(patient.time_zone))
+    locked_until = identity_check.locked_until(current.token, now)
+    if locked_until is not None:
+        retry_at = locked_until.astimezone(zone)
         return render_template("surveys/identity.html", form=form, retry_at=retry_at), 429
     if request.method == "GET" or not form.validate():
         status = 400 if request.method == "POST" else 200
@@ -216,32 +235,30 @@ def identity() -> ResponseReturnValue:
         given = dt.date(form.year.data, form.month.data, form.day.data)  # type: ignore[arg-type]
     except ValueError:
         given = None
-    if given is not None and given == patient.birth_on:
-        token.failed_identity_count = 0
-        db.session.commit()
-        current.survey = survey_session.SurveySession(token.id, identity_checked=True)
-        return _renewed(redirect(_resume_url(plan), 303), current)
-    locked_until = links.count_failed_identity_check(
+    result = identity_check.check_birth_date(
         db.session,
-        token,
+        current.token,
+        patient,
+        given,
         now=now,
-        max_tries=current_app.config["IDENTITY_MAX_TRIES"],
-        lock_for=dt.timedelta(minutes=current_app.config["IDENTITY_LOCK_MINUTES"]),
+        policy=identity_check.IdentityPolicy.from_config(current_app.config),
     )
     db.session.commit()
-    log.info("survey identity check failed (%s)", token.id)
-    if locked_until is not None:
-        retry_at = locked_until.astimezone(ZoneInfo(patient.time_zone))
+    if result.outcome is identity_check.IdentityOutcome.CONFIRMED:
+        current.survey = survey_session.SurveySession(current.token.id, identity_checked=True)
+        return redirect(_resume_url(plan), 303)
+    log.info("survey identity check failed (%s)", current.token.id)
+    if result.outcome is identity_check.IdentityOutcome.LOCKED:
+        assert result.locked_until is not None
+        retry_at = result.locked_until.astimezone(zone)
         return render_template("surveys/identity.html", form=form, retry_at=retry_at), 429
     form.form_errors.append("mismatch")
     return render_template("surveys/identity.html", form=form, retry_at=None), 400
 
 
 @bp.route("/q/<int:number>", methods=["GET", "POST"])
-def question(number: int) -> ResponseReturnValue:
-    current = _Current()
-    if current.response is not None:
-        return current.response
+@survey_page
+def question(current: _Current, number: int) -> ResponseReturnValue:
     plan = survey.load_plan(current.assessment)
     asked = plan.question(number)
     if asked is None:
@@ -253,7 +270,7 @@ def question(number: int) -> ResponseReturnValue:
         form = form_class(
             formdata=None, data={"answer": None if asked.value is None else str(asked.value)}
         )
-        return _renewed(_question_page(plan, asked, form, back_to_review, part), current)
+        return _question_page(plan, asked, form, back_to_review, part)
 
     form = form_class()
     if form.skip.data:
@@ -261,19 +278,18 @@ def question(number: int) -> ResponseReturnValue:
     elif form.validate():
         value = {str(option.value): option.value for option in asked.item.options}[form.answer.data]
     else:
-        page = _question_page(plan, asked, form, back_to_review, part, status=400)
-        return _renewed(page, current)
+        return _question_page(plan, asked, form, back_to_review, part, status=400)
     try:
         survey.save_answer(db.session, asked, value, now=utcnow())
     except survey.AlreadySubmitted:
         # Sent from another tab or device in the meantime: say that this change was not saved.
         db.session.rollback()
-        return _renewed(redirect(url_for("surveys.done", unsaved=1), 303), current)
+        return redirect(url_for("surveys.done", unsaved=1), 303)
     db.session.commit()
     following = plan.question(number + 1)
     if back_to_review or following is None:
-        return _renewed(redirect(_review_url(part), 303), current)
-    return _renewed(redirect(url_for("surveys.question", number=number + 1), 303), current)
+        return redirect(_review_url(part), 303)
+    return redirect(url_for("surveys.question", number=number + 1), 303)
 
 
 def _question_page(plan, asked, form, back_to_review, part, status=200):  # type: ignore[no-untyped-def]
@@ -292,28 +308,22 @@ def _question_page(plan, asked, form, back_to_review, part, status=200):  # type
 
 
 @bp.route("/review", methods=["GET"])
-def review() -> ResponseReturnValue:
+@survey_page
+def review(current: _Current) -> ResponseReturnValue:
     """Send, or look over one questionnaire at a time: the whole list is 3,500 px on a phone."""
-    current = _Current()
-    if current.response is not None:
-        return current.response
     plan = survey.load_plan(current.assessment)
-    body = render_template("surveys/review.html", plan=plan, form=SubmitAnswersForm())
-    return _renewed(body, current)
+    return render_template("surveys/review.html", plan=plan, form=SubmitAnswersForm())
 
 
 @bp.route("/review/<int:part>", methods=["GET"])
-def review_part(part: int) -> ResponseReturnValue:
+@survey_page
+def review_part(current: _Current, part: int) -> ResponseReturnValue:
     """One questionnaire's answers, each with a link to change it."""
-    current = _Current()
-    if current.response is not None:
-        return current.response
     plan = survey.load_plan(current.assessment)
     shown = plan.part(part)
     if shown is None:
         return redirect(url_for("surveys.review"), 303)
-    body = render_template("surveys/review_part.html", plan=plan, part=shown)
-    return _renewed(body, current)
+    return render_template("surveys/review_part.html", plan=plan, part=shown)
 
 
 def _review_url(part: int | None) -> str:
@@ -330,24 +340,20 @@ def _review_part_arg() -> int | None:
 
 
 @bp.route("/submit", methods=["POST"])
-def submit() -> ResponseReturnValue:
-    current = _Current()
-    if current.response is not None:
-        return current.response
+@survey_page
+def submit(current: _Current) -> ResponseReturnValue:
     try:
         survey.submit(db.session, deployment_registry(db.session), current.assessment, now=utcnow())
     except survey.SurveyError:
         db.session.rollback()
         return _state_page(current.check)
     db.session.commit()
-    return _renewed(redirect(url_for("surveys.done"), 303), current)
+    return redirect(url_for("surveys.done"), 303)
 
 
 @bp.route("/done", methods=["GET"])
-def done() -> ResponseReturnValue:
-    current = _Current()
-    if current.response is not None:
-        return current.response
+@survey_page
+def done(current: _Current) -> ResponseReturnValue:
     if current.check.state is not links.LinkState.COMPLETED:
         # Not sent yet: there is nothing to thank for; carry on where the patient stopped.
         return redirect(_resume_url(survey.load_plan(current.assessment)), 303)
@@ -364,11 +370,10 @@ def done() -> ResponseReturnValue:
         response.instrument.code: response.instrument.title
         for response in current.assessment.responses
     }
-    body = render_template(
+    return render_template(
         "surveys/done.html",
         clinic=clinic,
         scores=scores,
         titles=titles,
         unsaved_change=request.args.get("unsaved") == "1",
     )
-    return _renewed(body, current)

@@ -13,7 +13,7 @@ from proms.admin.services import AdminError, create_clinic, enroll_patient
 from proms.db import db
 from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.scheduling.services import complete_finished_enrollments, expire_closed_assessments
-from tests.conftest import World, add_patient
+from tests.helpers import World, add_patient
 
 
 def test_enrollment_creates_one_assessment_per_timepoint(world: World) -> None:

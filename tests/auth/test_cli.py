@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from proms.auth.models import AuditEvent, Role, StaffUser
 from proms.db import db
-from tests.conftest import World, login
+from tests.helpers import World, login
 
 
 def test_clinic_create_and_list(runner) -> None:

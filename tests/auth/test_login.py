@@ -11,7 +11,7 @@ from sqlalchemy import select
 from proms.auth.models import AuditEvent, LoginThrottle, Role, StaffUser
 from proms.auth.services import find_throttle
 from proms.db import db, utcnow
-from tests.conftest import PASSWORD, World, csrf_token, login
+from tests.helpers import PASSWORD, World, csrf_token, login
 
 
 def audit_actions(email: str) -> list[tuple[str, bool]]:

@@ -17,7 +17,7 @@ from flask import Flask
 from proms.auth.models import LoginThrottle
 from proms.auth.services import email_sha256
 from proms.db import db
-from tests.conftest import World
+from tests.helpers import World
 from tests.live import Browser, Server, at_once, serve
 
 ATTEMPTS = 4  # one short of the lock (LOGIN_LOCK_AFTER is 5)

@@ -11,7 +11,7 @@ from proms.admin.services import enroll_patient
 from proms.auth.models import AuditEvent, Role
 from proms.db import db, utcnow
 from proms.surveys.links import LinkState, check_token, find_token
-from tests.conftest import World, csrf_token, patient_today
+from tests.helpers import World, csrf_token, patient_today
 
 
 def open_baseline(world: World):  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import datetime as dt
 from proms.admin.services import enroll_patient
 from proms.auth.models import Role
 from proms.db import db
-from tests.conftest import World, add_patient, csrf_token, patient_today
+from tests.helpers import World, add_patient, csrf_token, patient_today
 
 
 def test_search_is_a_post_so_names_stay_out_of_urls(staff_client, world: World) -> None:

@@ -26,7 +26,7 @@ from proms.admin.models import Patient
 from proms.auth.models import AuditEvent, Role, StaffUser
 from proms.auth.services import grant
 from proms.db import db
-from tests.conftest import World, add_patient, csrf_token
+from tests.helpers import World, add_patient, csrf_token
 
 StaffClient = Callable[[StaffUser], FlaskClient]
 

@@ -34,16 +34,16 @@ from proms.admin.services import (
     install_protocol,
     withdraw_enrollment,
 )
-from proms.care.models import Score
 from proms.db import db, utcnow
 from proms.instruments.model import InstrumentDefinition
 from proms.instruments.registry import bundled_registry
+from proms.outcomes.models import Score
 from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.scoring.types import Method, PromisForm, SummedForm
 from proms.surveys import links
 from proms.surveys.models import ResponseStatus, SurveyResponse
-from tests.conftest import add_patient
-from tests.e2e.conftest import AXE_JS, SCREENSHOTS, LiveServer
+from tests.e2e.helpers import AXE_JS, SCREENSHOTS, LiveServer
+from tests.helpers import add_patient
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page

@@ -12,7 +12,7 @@ from proms.instruments.registry import Registry, bundled_registry
 from proms.scoring import irt
 from proms.scoring.change import Threshold
 from proms.scoring.types import Direction, Method, PromisForm, SummedForm, UnscoredForm
-from tests.instruments.conftest import BUNDLED_CODES, PROMIS_CODES, fixture_json
+from tests.instruments.helpers import BUNDLED_CODES, PROMIS_CODES, fixture_json
 
 REFERENCE = {k: v for k, v in fixture_json("promis_reference_tables.json").items() if k != "_about"}
 

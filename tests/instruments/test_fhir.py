@@ -20,7 +20,7 @@ from proms.instruments.errors import DefinitionImportError, ImportFormatError
 from proms.instruments.importer import apply_import
 from proms.instruments.model import WordingSource
 from proms.instruments.registry import Registry
-from tests.instruments.conftest import BUNDLED_CODES, fixture_json
+from tests.instruments.helpers import BUNDLED_CODES, fixture_json
 
 TODAY = "2026-11-25"
 

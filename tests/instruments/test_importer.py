@@ -15,7 +15,7 @@ from proms.instruments.importer import apply_import, read_import_file, slugify
 from proms.instruments.model import ScoringMethod, WordingSource
 from proms.instruments.registry import Registry
 from proms.scoring.types import Direction, Method, SummedForm, UnscoredForm
-from tests.instruments.conftest import BUNDLED_CODES
+from tests.instruments.helpers import BUNDLED_CODES
 
 TODAY = "2026-11-25"
 

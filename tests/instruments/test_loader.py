@@ -17,7 +17,7 @@ from proms.instruments.loader import (
     parse_definition,
     schema,
 )
-from tests.instruments.conftest import definition_json
+from tests.instruments.helpers import definition_json
 
 Mutation = Callable[[dict[str, Any]], None]
 

@@ -9,7 +9,7 @@ from proms.instruments.importer import apply_import, read_import_file
 from proms.instruments.model import Option, WordingSource
 from proms.instruments.redcap import parse_choices, parse_data_dictionary, plain_text
 from proms.instruments.registry import Registry
-from tests.instruments.conftest import FIXTURES
+from tests.instruments.helpers import FIXTURES
 
 TODAY = "2026-11-25"
 API_HEADER = (

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from proms.instruments.registry import Registry, version_key
-from tests.instruments.conftest import BUNDLED_CODES
+from tests.instruments.helpers import BUNDLED_CODES
 
 
 def test_get_latest_and_exact(registry: Registry) -> None:

@@ -18,7 +18,7 @@ from proms.instruments.model import InstrumentDefinition, Wording, WordingSource
 from proms.instruments.registry import Registry
 from proms.scoring.summed import score
 from proms.scoring.types import Answer
-from tests.instruments.conftest import BUNDLED_CODES
+from tests.instruments.helpers import BUNDLED_CODES
 
 # Placeholders, not questions: "statement 3 of 5", "(item 4)", "2 of 5", and their Spanish.
 PLACEHOLDERS = (

@@ -9,6 +9,7 @@ from proms.scoring.change import (
     Measurement,
     Threshold,
     classify_change,
+    is_meaningful_worsening,
     reliable_change_index,
 )
 from proms.scoring.types import Direction
@@ -406,3 +407,47 @@ def test_classification_values_are_report_labels() -> None:
         "no meaningful change",
         "not comparable",
     ]
+
+
+# Is it a worsening the care team should act on? ----------------------------------------------
+
+
+def _pi(value: float, se: float | None) -> Measurement:
+    return Measurement("promis-pi-4a", "1.0", "total", value, se)
+
+
+def _peg(value: float) -> Measurement:
+    return Measurement("peg", "1.0", "total", value, None)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "current", "threshold", "worsening"),
+    [
+        # T-scores with standard errors: the individual criterion decides.
+        (_pi(41.6, 6.1), _pi(75.6, 3.7), PI_3T, True),  # 34 T worse, RC 4.8
+        (_pi(61.2, 1.8), _pi(66.6, 1.8), PI_3T, True),  # 5.4 T worse, RC 2.12
+        (_pi(61.2, 6.1), _pi(66.6, 6.1), PI_3T, False),  # past the threshold, RC only 0.63
+        (_pi(66.6, 1.8), _pi(68.0, 1.8), PI_3T, False),  # 1.4 T: below the threshold
+        (_pi(66.6, 1.8), _pi(61.2, 1.8), PI_3T, False),  # an improvement
+        # Mean scores have no standard error: the threshold alone decides.
+        (_peg(4.0), _peg(6.0), PEG_30, True),  # 50% worse
+        (_peg(4.0), _peg(5.0), PEG_30, False),  # 25% worse
+        (_peg(6.0), _peg(3.0), PEG_30, False),  # better
+        # Without a comparable baseline there is nothing to act on.
+        (None, _pi(75.6, 3.7), PI_3T, False),
+        # A score without a standard error falls back on the threshold, as for mean scores.
+        (_pi(41.6, None), _pi(75.6, 3.7), PI_3T, True),
+    ],
+)
+def test_meaningful_worsening(
+    baseline: Measurement | None, current: Measurement, threshold: Threshold, worsening: bool
+) -> None:
+    change = classify_change(baseline, current, direction=WORSE, threshold=threshold)
+    assert is_meaningful_worsening(change) is worsening
+
+
+def test_a_different_instrument_at_baseline_is_no_worsening() -> None:
+    other = Measurement("promis-pi-6a", "1.0", "total", 41.6, 3.0)
+    change = classify_change(other, _pi(75.6, 3.7), direction=WORSE, threshold=PI_3T)
+    assert change.by_threshold is NOT_COMPARABLE
+    assert not is_meaningful_worsening(change)

@@ -18,8 +18,8 @@ from proms.db import db, utcnow
 from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.surveys import links
 from proms.surveys.models import AccessToken
-from tests.conftest import World, add_patient
-from tests.surveys.conftest import PATIENT_DETAILS, assessment_of
+from tests.helpers import World, add_patient
+from tests.surveys.helpers import PATIENT_DETAILS, assessment_of
 
 MRN = PATIENT_DETAILS["mrn"]
 BASE = "https://proms.example.org"
@@ -157,7 +157,7 @@ def test_a_clinic_without_that_mrn_is_a_clear_error(
 
 
 def test_production_refuses_a_link_to_summary_wording(
-    app: Flask, runner: FlaskCliRunner, baseline: Assessment
+    app: Flask, runner: FlaskCliRunner, public_url: str, baseline: Assessment
 ) -> None:
     app.config["ENV"] = "production"
     result = runner.invoke(args=["link", MRN])
@@ -174,3 +174,16 @@ def test_the_printed_link_is_never_logged(
     output = runner.invoke(args=["link", MRN]).output.strip()
     raw = output.rsplit("/", 1)[-1]
     assert raw not in caplog.text
+
+
+def test_production_without_a_public_address_makes_no_link(
+    app: Flask, runner: FlaskCliRunner, baseline: Assessment
+) -> None:
+    app.config.update(ENV="production", PUBLIC_BASE_URL="")
+    result = runner.invoke(args=["link", MRN])
+    assert result.exit_code == 1
+    assert "PUBLIC_BASE_URL" in result.output
+    assert "Traceback" not in result.output
+    assert tokens() == []
+    db.session.expire_all()
+    assert db.session.scalars(sa.select(AuditEvent)).all() == []

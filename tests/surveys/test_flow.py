@@ -28,8 +28,8 @@ from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.surveys import session as survey_cookie
 from proms.surveys import views
 from proms.surveys.models import AccessToken, ResponseStatus, SurveyResponse
-from tests.conftest import World
-from tests.surveys.conftest import (
+from tests.helpers import World
+from tests.surveys.helpers import (
     BASELINE_CODES,
     PlannedQuestion,
     Survey,

@@ -13,7 +13,7 @@ from flask import Flask
 
 from proms.instruments.registry import bundled_registry
 from proms.surveys.forms import question_form_class
-from tests.surveys.conftest import END_OF_COURSE_CODES
+from tests.surveys.helpers import END_OF_COURSE_CODES
 
 
 def test_question_forms_use_no_deprecated_wtforms_api(app: Flask) -> None:

@@ -21,8 +21,8 @@ from proms.admin.models import Protocol
 from proms.db import db, utcnow
 from proms.scheduling.models import Assessment
 from proms.surveys.models import AccessToken
-from tests.conftest import World
-from tests.surveys.conftest import (
+from tests.helpers import World
+from tests.surveys.helpers import (
     BASELINE_CODES,
     BIRTH_ON,
     PATIENT_DETAILS,

@@ -36,8 +36,8 @@ from proms.scheduling.models import (
 )
 from proms.surveys import links
 from proms.surveys.models import AccessToken
-from tests.conftest import World
-from tests.surveys.conftest import (
+from tests.helpers import World
+from tests.surveys.helpers import (
     CLINIC_PHONE,
     PATIENT_DETAILS,
     PATIENT_ZONE,

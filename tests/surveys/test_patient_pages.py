@@ -14,8 +14,8 @@ from flask import Flask, g, render_template
 from markupsafe import escape
 
 from proms.scheduling.models import Assessment, AssessmentStatus
-from tests.conftest import World
-from tests.surveys.conftest import BASELINE_CODES, CLINIC_PHONE, Survey
+from tests.helpers import World
+from tests.surveys.helpers import BASELINE_CODES, CLINIC_PHONE, Survey
 
 CHOOSE_AN_ANSWER = "Choose an answer, or use “Skip this question”."
 SEND_FORM = re.compile(r'<form method="post" action="/s/submit">\s*(.*?)</form>', re.S)

@@ -22,14 +22,14 @@ import sqlalchemy as sa
 from flask import Flask
 
 from proms.admin.models import Enrollment, Patient
-from proms.care.models import Alert, Score
 from proms.db import db, utcnow
+from proms.outcomes.models import Alert, Score
 from proms.scheduling.models import Assessment, AssessmentStatus, Notification, NotificationKind
 from proms.surveys import views
 from proms.surveys.models import AccessToken, SurveyAnswer, SurveyResponse
-from tests.conftest import World, add_patient
+from tests.helpers import World, add_patient
 from tests.live import Browser, Server, at_once, serve
-from tests.surveys.conftest import (
+from tests.surveys.helpers import (
     BASELINE_CODES,
     BIRTH_ON,
     DEFAULT_VALUES,

@@ -18,9 +18,10 @@ import sqlalchemy as sa
 from werkzeug.test import TestResponse
 
 from proms.admin.models import Channel, Clinic, Enrollment, Patient
-from proms.care.models import Alert, AlertKind, AlertStatus, Score
 from proms.db import db, utcnow
 from proms.instruments.loader import DEFINITIONS_DIR
+from proms.outcomes import services as outcomes
+from proms.outcomes.models import Alert, AlertKind, AlertStatus, Score
 from proms.scheduling.models import (
     Assessment,
     AssessmentStatus,
@@ -32,7 +33,7 @@ from proms.scoring import SCORING_VERSION
 from proms.surveys import services
 from proms.surveys.models import ResponseStatus, SurveyResponse
 from tests.live import at_once
-from tests.surveys.conftest import (
+from tests.surveys.helpers import (
     BASELINE_CODES,
     END_OF_COURSE_CODES,
     Survey,
@@ -210,7 +211,9 @@ def test_submit_is_one_transaction(
     def broken(*args: object, **kwargs: object) -> list[object]:
         raise RuntimeError("the comparison failed")
 
-    monkeypatch.setattr(services, "changes_from_baseline", broken)
+    # After the scores are inserted: the comparison of the first follow-up score... or, at
+    # baseline, of nothing; so break the baseline lookup itself, which every submit runs.
+    monkeypatch.setattr(outcomes, "_baseline_scores", broken)
     try:
         response = survey.client.post("/s/submit", data={"csrf_token": survey.csrf})
     except RuntimeError:
@@ -367,18 +370,18 @@ def test_two_devices_submitting_at_the_same_moment_leave_one_set_of_scores(
     # Scoring takes a while, so the second submit arrives while the first holds the lock.
     calls: list[bool] = []
     real_submit = services.submit
-    real_score = services.score_response
+    real_record = services.record_submission
 
-    def slow_score(*args: Any, **kwargs: Any) -> Any:
+    def slow_record(*args: Any, **kwargs: Any) -> Any:
         time.sleep(0.1)
-        return real_score(*args, **kwargs)
+        return real_record(*args, **kwargs)
 
     def counted_submit(*args: Any, **kwargs: Any) -> services.SubmitResult:
         result = real_submit(*args, **kwargs)
         calls.append(result.already_submitted)
         return result
 
-    monkeypatch.setattr(services, "score_response", slow_score)
+    monkeypatch.setattr(services, "record_submission", slow_record)
     monkeypatch.setattr(services, "submit", counted_submit)
 
     results = at_once(

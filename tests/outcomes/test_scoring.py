@@ -1,4 +1,4 @@
-"""Scoring stored responses, `proms score` and `proms rescore`."""
+"""Scoring submitted responses, change from baseline, `proms score` and `proms rescore`."""
 
 from __future__ import annotations
 
@@ -10,17 +10,23 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from proms.admin.instruments import deployment_registry, snapshot
 from proms.admin.services import enroll_patient
-from proms.care.models import Score
-from proms.care.scoring import rescore, score_response
+from proms.catalog.services import deployment_registry, snapshot
 from proms.db import db
 from proms.instruments.registry import bundled_registry
+from proms.outcomes.models import Score
+from proms.outcomes.rescore import rescore
+from proms.outcomes.services import changes_from_baseline, record_submission
 from proms.scoring import SCORING_VERSION
 from proms.surveys.models import ResponseStatus, SurveyResponse
-from tests.conftest import World
+from tests.helpers import World
 
 SUBMITTED = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
+
+
+def score_response(session, registry, response: SurveyResponse) -> list[Score]:  # type: ignore[no-untyped-def]
+    """The scores a submission of this one response records."""
+    return list(record_submission(session, registry, response.assessment, [response]).scores)
 
 
 def submit(world: World, code: str, answers: dict[str, int | None]) -> SurveyResponse:
@@ -164,7 +170,6 @@ def test_score_command_refuses_unreadable_files_with_exit_2(
 
 def test_change_from_baseline_by_threshold_and_individual_criterion(world: World) -> None:
     """The reference README's example: PI 4a raw 16 (T 66.6) -> raw 12 (T 61.2)."""
-    from proms.care.services import changes_from_baseline
     from proms.scoring.change import Classification
 
     enrollment = enroll_patient(

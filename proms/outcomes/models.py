@@ -1,4 +1,4 @@
-"""Scores (denormalised for fast trends) and alerts."""
+"""Stored outcomes: the scores of submitted responses (denormalised for trends) and alerts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from proms.db import db, enum_type, utcnow
 
 if TYPE_CHECKING:
     from proms.admin.models import Patient
+    from proms.surveys.models import SurveyResponse
 
 
 class AlertKind(enum.StrEnum):
@@ -51,6 +52,7 @@ class Score(db.Model):
     scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     patient: Mapped[Patient] = relationship()
+    response: Mapped[SurveyResponse] = relationship()
 
     __table_args__ = (
         UniqueConstraint("response_id", "scale"),

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from proms.admin.instruments import deployment_registry
-from proms.admin.models import Instrument, InstrumentSource
 from proms.auth.models import AuditEvent, Role
+from proms.catalog.models import Instrument, InstrumentSource
+from proms.catalog.services import deployment_registry
 from proms.db import db
 from proms.instruments.registry import bundled_registry
-from tests.conftest import World
+from tests.helpers import World
 
 FIXTURES = Path(__file__).resolve().parents[1] / "instruments" / "fixtures"
 OFFICIAL_PI4A = FIXTURES / "promis_pi_4a_official_fhir.json"
@@ -117,9 +117,11 @@ def test_staff_page_says_what_needs_official_wording(staff_client, world: World,
 
 
 def test_in_production_the_page_says_they_cannot_be_sent(make_app, world: World) -> None:
-    from tests.conftest import login
+    from tests.helpers import login
 
-    app = make_app(ENV="production", SECRET_KEY="x" * 40)
+    app = make_app(
+        ENV="production", SECRET_KEY="x" * 40, PUBLIC_BASE_URL="https://proms.example.org"
+    )
     client = app.test_client()
     login(client, "clinician@a.example.org")
     page = client.get("/instruments").get_data(as_text=True)
@@ -144,10 +146,10 @@ def test_re_importing_an_earlier_file_makes_it_the_one_in_use(runner, tmp_path: 
 
 
 def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path, world) -> None:
-    from proms.admin.instruments import localized
     from proms.admin.services import enroll_patient
+    from proms.catalog.services import localized
     from proms.surveys.services import start
-    from tests.conftest import add_patient
+    from tests.helpers import add_patient
 
     data = json.loads(OFFICIAL_PI4A.read_text(encoding="utf-8"))
     data["language"] = "es"
@@ -180,10 +182,10 @@ def test_a_spanish_wording_is_kept_beside_the_english_one(runner, tmp_path: Path
 
 
 def test_a_spanish_patient_reads_the_bundled_spanish_summary(world: World) -> None:
-    from proms.admin.instruments import definition_sha256, localized, stored_definition
     from proms.admin.services import enroll_patient
+    from proms.catalog.services import definition_sha256, localized, stored_definition
     from proms.surveys.services import start
-    from tests.conftest import add_patient
+    from tests.helpers import add_patient
 
     registry = deployment_registry(db.session)
     english = registry.get("pass-20")
@@ -222,7 +224,7 @@ def test_a_spanish_patient_reads_the_bundled_spanish_summary(world: World) -> No
 
 
 def test_official_english_is_not_traded_for_the_spanish_summary(runner, world: World) -> None:
-    from proms.admin.instruments import localized
+    from proms.catalog.services import localized
 
     assert runner.invoke(args=["instruments", "import", str(OFFICIAL_PI4A)]).exit_code == 0
     official = deployment_registry(db.session).get("promis-pi-4a")

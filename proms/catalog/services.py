@@ -13,7 +13,7 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer
 
-from proms.admin.models import Instrument, InstrumentSource
+from proms.catalog.models import Instrument, InstrumentSource
 from proms.db import utcnow
 from proms.instruments.loader import parse_definition
 from proms.instruments.model import InstrumentDefinition
@@ -41,6 +41,19 @@ def stored_definition(row: Instrument) -> InstrumentDefinition:
             _PARSED.clear()
         _PARSED[row.definition_sha256] = definition
     return definition
+
+
+def scoring_definition(registry: Registry, instrument: Instrument) -> InstrumentDefinition:
+    """How to score a stored response: the current scoring of the version the patient answered.
+
+    Scoring data (tables, calibrations) come from this release, so a corrected table reaches old
+    responses through `proms rescore`; a version this release no longer ships is scored from the
+    definition stored with the response. (What the patient read is `stored_definition`.)
+    """
+    try:
+        return registry.get(instrument.code, instrument.version)
+    except KeyError:
+        return stored_definition(instrument)
 
 
 def _latest_imports(session: Session) -> dict[tuple[str, str, str], Instrument]:

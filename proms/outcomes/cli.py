@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from proms.admin.instruments import deployment_registry
 from proms.auth.services import cli_actor, record_event
-from proms.care.scoring import rescore
+from proms.catalog.services import deployment_registry
 from proms.db import db
 from proms.instruments.registry import Registry, bundled_registry
+from proms.outcomes.rescore import rescore
 from proms.scoring import SCORING_VERSION
 from proms.scoring.batch import BatchInputError, score_csv
 

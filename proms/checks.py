@@ -1,0 +1,93 @@
+"""What production needs before proms uses a secret or a public address.
+
+Serving pages signs cookies with SECRET_KEY and shows links under PUBLIC_BASE_URL, so
+`create_app()` refuses to serve without both (`refuse_to_serve`); a command that makes a link
+refuses without the address (`public_base_url`). Everything else, such as scoring a CSV, listing
+instruments or migrating the database, needs neither and works with no configuration at all.
+
+`import proms` loads this module: it imports no web library (Flask only inside a function).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+DEFAULT_SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - the value refused in production
+
+
+class ConfigurationError(RuntimeError):
+    """The app cannot start with this configuration; the message says why in one line."""
+
+
+# Links made outside a request in development, when PUBLIC_BASE_URL is not set: `flask run`'s
+# default address. `make run` sets PROMS_PUBLIC_BASE_URL from its HOST and PORT instead.
+DEVELOPMENT_BASE_URL = "http://127.0.0.1:5000"
+
+SET_ADDRESS = (
+    "set PROMS_PUBLIC_BASE_URL (or PUBLIC_BASE_URL in instance/config.py) to the https address "
+    "patients open, e.g. https://proms.example.org"
+)
+
+
+def secret_key_problem(config: Mapping[str, Any]) -> str | None:
+    """Why production must not sign with this SECRET_KEY; None when it may (or not production)."""
+    secret = config.get("SECRET_KEY")
+    if config["ENV"] != "production" or (
+        isinstance(secret, str) and secret != DEFAULT_SECRET_KEY and len(secret) >= 32
+    ):
+        return None
+    return (
+        "in production with a missing, default or short SECRET_KEY: set PROMS_SECRET_KEY (or "
+        "SECRET_KEY in instance/config.py) to at least 32 random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_hex(32))'"
+    )
+
+
+def public_base_url_problem(config: Mapping[str, Any]) -> str | None:
+    """Why links must not be made under this PUBLIC_BASE_URL; None when they may."""
+    base = str(config.get("PUBLIC_BASE_URL") or "")
+    production = config["ENV"] == "production"
+    if not base:
+        return f"in production without PUBLIC_BASE_URL: {SET_ADDRESS}" if production else None
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        return f"with PUBLIC_BASE_URL {base!r}, which is not a web address: {SET_ADDRESS}"
+    if production and parts.scheme != "https":
+        return (
+            f"in production with PUBLIC_BASE_URL {base!r}, which is not https (a patient link "
+            f"opens the patient's questionnaire, so it must not travel in clear): {SET_ADDRESS}"
+        )
+    return None
+
+
+def refuse_to_serve(config: Mapping[str, Any]) -> None:
+    """ConfigurationError, saying every reason in one line, if this config must not serve."""
+    problems = [
+        problem
+        for problem in (secret_key_problem(config), public_base_url_problem(config))
+        if problem
+    ]
+    if problems:
+        raise ConfigurationError("Refusing to start " + "; and ".join(problems) + ".")
+
+
+def public_base_url(config: Mapping[str, Any]) -> str:
+    """The address patients reach proms at, without a trailing slash.
+
+    PUBLIC_BASE_URL when set (production refuses to go on without an https one). Unset in
+    development and tests: the address of the request being served, so a server on another
+    port makes links to itself; outside a request, DEVELOPMENT_BASE_URL.
+    """
+    problem = public_base_url_problem(config)
+    if problem:
+        raise ConfigurationError(f"Refusing to make a patient link {problem}.")
+    base = str(config.get("PUBLIC_BASE_URL") or "")
+    if base:
+        return base.rstrip("/")
+    from flask import has_request_context, request
+
+    if has_request_context():
+        return request.host_url.rstrip("/")
+    return DEVELOPMENT_BASE_URL

@@ -1,0 +1,116 @@
+"""What the browser tests build on: where the tools are, a phone's profile, the live server.
+
+`missing_tool` says why the browser tests cannot run here (tests/e2e/conftest.py skips them, or
+under CI fails the run). `LiveServer` is the app on a real HTTP server, as the `live_server`
+fixture starts it: it records every request and error response of the browser contexts it opens.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+from werkzeug.serving import WSGIRequestHandler
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Request, Response
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CHROMIUM = Path("/usr/bin/chromium")
+AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+# Debian's Chromium, headless, with nothing that phones home (the request log must stay local).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+# A phone: 390 x 844 CSS pixels (an iPhone 12-15), touch, mobile viewport rules.
+PHONE: dict[str, Any] = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+    "locale": "en-US",
+}
+
+
+def missing_tool() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if importlib.util.find_spec("playwright") is None:
+        return "the playwright package is not installed (pip install -e '.[test]')"
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    if not AXE_JS.is_file():
+        return f"{AXE_JS.relative_to(ROOT)} is missing (npm ci at the repository root)"
+    return None
+
+
+class QuietHandler(WSGIRequestHandler):
+    """No access log on the test output (errors are still logged)."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+@dataclass
+class LiveServer:
+    app: Flask
+    url: str
+    origin: str
+    contexts: list[BrowserContext] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    failures: list[tuple[int, str]] = field(default_factory=list)  # (status, path) of 4xx/5xx
+
+    def new_context(self, browser: Browser, **options: Any) -> BrowserContext:
+        """A fresh browser profile (another device): phone-sized unless told otherwise.
+
+        Every request it makes is recorded in `requests`, to check that none leaves the site.
+        """
+        context = browser.new_context(**{**PHONE, **options})
+        context.set_default_timeout(10_000)
+        context.on("request", self._record)
+        context.on("response", self._check)
+        self.contexts.append(context)
+        return context
+
+    def _record(self, request: Request) -> None:
+        self.requests.append(request.url)
+
+    def _check(self, response: Response) -> None:
+        if response.status >= 400:
+            self.failures.append((response.status, urlsplit(response.url).path))
+
+    def unexpected_failures(self, *expected: tuple[int, str]) -> list[tuple[int, str]]:
+        """Error responses other than these and the browser's own /favicon.ico (a 404)."""
+        return [
+            failure
+            for failure in self.failures
+            if failure not in expected and failure != (404, "/favicon.ico")
+        ]
+
+    def foreign_requests(self) -> list[str]:
+        """Requests to anywhere but this server (data: URLs never leave the page)."""
+        return [
+            url
+            for url in self.requests
+            if not url.startswith("data:") and _origin(url) != self.origin
+        ]
+
+    def link(self, raw_token: str) -> str:
+        return f"{self.url}/s/{raw_token}"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
