@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import re
 import secrets
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,14 @@ def login(client: FlaskClient, email: str, password: str = PASSWORD) -> Any:
     return client.post(
         "/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)}
     )
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop servers a test started: politely, then for good after 15 seconds."""
+    for process in processes:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -37,7 +37,7 @@ from proms.db import db, utcnow
 from proms.logs import REDACTED, RedactLinks, redact
 from proms.outcomes.models import Score
 from proms.surveys.links import mint_token
-from tests.helpers import World, add_patient
+from tests.helpers import World, add_patient, stop
 
 BIN = Path(sys.executable).parent
 
@@ -238,13 +238,7 @@ def run_gunicorn(database_url: str, tmp_path: Path) -> Iterator[Callable[..., tu
         pytest.fail(f"gunicorn did not start:\n{(logs / 'error.log').read_text()}")
 
     yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop(processes)
 
 
 def access_lines(path: Path, expected: int) -> list[str]:

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 from babel.messages.pofile import read_po
 
+from tests.helpers import stop
+
 pytestmark = pytest.mark.wheel
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -176,13 +178,7 @@ def gunicorn() -> Iterator[list[subprocess.Popen[bytes]]]:
     """The test starts gunicorn and puts it here; this stops it."""
     processes: list[subprocess.Popen[bytes]] = []
     yield processes
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop(processes)
 
 
 def spanish_welcome_texts() -> list[str]:
