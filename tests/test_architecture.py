@@ -1,4 +1,4 @@
-"""Who may import whom (docs/architecture.md, "Parts and imports").
+"""Who may import whom (docs/architecture.md, "Parts and who may import whom").
 
 Two rules, read from the source (every import, also inside functions; not those under
 `if TYPE_CHECKING:`, which only name types):
