@@ -10,6 +10,7 @@ where `proms.resources` looks first. Translations ship compiled: each `.po` is c
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,13 @@ class BuildHook(BuildHookInterface):
         if self.target_name != "wheel" or version == "editable":
             return
         root = Path(self.root)
-        for name in PLAIN_FOLDERS:
-            build_data["force_include"][str(root / name)] = f"{PACKAGE}/{name}"
+        tracked = tracked_files(root, PLAIN_FOLDERS)
+        if tracked is None:  # an sdist, or no git: the folders are what was packed
+            for name in PLAIN_FOLDERS:
+                build_data["force_include"][str(root / name)] = f"{PACKAGE}/{name}"
+        else:  # a git checkout: only what is committed or staged, never a draft lying around
+            for relative in tracked:
+                build_data["force_include"][str(root / relative)] = f"{PACKAGE}/{relative}"
         self._compiled = Path(tempfile.mkdtemp(prefix="proms-mo-"))
         for po_path in sorted(root.glob("translations/*/LC_MESSAGES/*.po")):
             relative = po_path.relative_to(root).with_suffix(".mo")
@@ -42,6 +48,23 @@ class BuildHook(BuildHookInterface):
         compiled = getattr(self, "_compiled", None)
         if compiled is not None:
             shutil.rmtree(compiled, ignore_errors=True)
+
+
+def tracked_files(root: Path, folders: tuple[str, ...]) -> list[str] | None:
+    """The files git tracks in these folders of a checkout; None outside a git checkout."""
+    if not (root / ".git").exists():
+        return None
+    try:
+        listed = subprocess.run(  # noqa: S603 - a fixed git command, no outside input
+            ["git", "ls-files", "-z", "--", *folders],  # noqa: S607 - git from PATH
+            cwd=root,
+            capture_output=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    names = [name for name in listed.stdout.decode("utf-8").split("\0") if name]
+    return [name for name in names if (root / name).is_file()]
 
 
 def compile_catalog(po_path: Path, mo_path: Path) -> None:

@@ -106,6 +106,7 @@ def _finish_config(app: Flask, *, serving: bool) -> None:
         )
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
     url = app.config.get("DATABASE_URL") or f"sqlite:///{Path(app.instance_path) / 'proms.sqlite3'}"
+    checks.check_database_url(url)
     app.config["DATABASE_URL"] = url
     app.config["SQLALCHEMY_DATABASE_URI"] = url
     if app.config["SESSION_COOKIE_SECURE"] is None:

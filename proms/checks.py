@@ -91,3 +91,37 @@ def public_base_url(config: Mapping[str, Any]) -> str:
     if has_request_context():
         return request.host_url.rstrip("/")
     return DEVELOPMENT_BASE_URL
+
+
+DATABASE_EXAMPLES = (
+    "e.g. postgresql+psycopg://proms:password@db.example.org/proms or "
+    "sqlite:////var/lib/proms/proms.sqlite3"
+)
+
+
+def check_database_url(url: str) -> None:
+    """ConfigurationError, in one line and without the password, if proms cannot use this URL.
+
+    Parsing and loading the dialect and its driver here turns a typo (`postgres://`, a missing
+    driver) into one line at start-up instead of a traceback on every command.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(
+            "PROMS_DATABASE_URL (DATABASE_URL) is not a database URL (a password with @, : or / "
+            f"must be percent-encoded): {DATABASE_EXAMPLES}"
+        ) from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        parsed.get_dialect().import_dbapi()
+    except ArgumentError:
+        reason = f"SQLAlchemy knows no database {parsed.drivername!r}"
+    except ImportError as exc:
+        reason = f"its driver is not installed ({exc.name or exc})"
+    else:
+        return
+    raise ConfigurationError(f"cannot use the database at {shown}: {reason}; {DATABASE_EXAMPLES}")

@@ -132,9 +132,14 @@ def database_problem(ctx: click.Context) -> str | None:
     try:
         state = schema.schema_state(url)
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return f"cannot use the database at {schema.display_url(url)}: {reason}"
+        return f"cannot use the database at {schema.display_url(url)}: {_reason(exc)}"
     return state.problem()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """What the database said, in one line (SQL parameters are hidden by the engine)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 @click.group(
@@ -162,9 +167,23 @@ def _database_url() -> str:
 
 @db_group.command("upgrade")
 @with_appcontext
-def db_upgrade() -> None:
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
     """Migrate the database to the schema this proms needs (an empty one gets every table)."""
-    done = schema.upgrade(_database_url())
+    url = _database_url()
+    try:
+        done = schema.upgrade(url)
+    except SQLAlchemyError as exc:
+        # Where it stopped, and why: "run proms db upgrade" would only send the operator round.
+        state = schema.schema_state(url)  # an unreachable database: one line from `invoke`
+        where = (
+            f"is at revision {', '.join(state.current)}" if state.current else "has no migration"
+        )
+        fail(
+            ctx,
+            f"the upgrade failed: {_reason(exc)}. The database at {state.url} {where}; fix the "
+            "cause, then run proms db upgrade again.",
+        )
     for revision, message in done.applied:
         click.echo(f"applied {revision} {message}")
     if done.applied:

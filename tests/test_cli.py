@@ -65,6 +65,7 @@ def test_scoring_a_csv_needs_no_configuration_and_no_database(tmp_path: Path) ->
     assert "bundled instruments only" in result.stderr
     (row,) = csv.DictReader(result.stdout.splitlines())
     assert (row["raw_score"], row["method"]) == ("7", "sum")
+    assert not (tmp_path / "none.sqlite3").exists()  # no empty database left behind
 
 
 def one_line(text: str) -> str:
@@ -96,6 +97,30 @@ def test_an_unreachable_database_is_one_line_without_its_password(tmp_path: Path
         "proms: cannot use the database at postgresql+psycopg://proms:***@127.0.0.1:1/proms: "
     )
     assert "hunter2" not in line
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        # The old Heroku-style scheme SQLAlchemy 1.4 dropped.
+        ("postgres://proms:hunter2@db/proms", "SQLAlchemy knows no database 'postgres'"),
+        # A database whose driver is not installed.
+        ("mysql://proms:hunter2@db/proms", "its driver is not installed"),
+        ("hunter2", "is not a database URL"),
+    ],
+)
+def test_a_database_url_proms_cannot_use_is_one_line_without_its_password(
+    tmp_path: Path, url: str, says: str
+) -> None:
+    helped = run_proms("--help", cwd=tmp_path, PROMS_DATABASE_URL=url)
+    assert helped.returncode == 0
+    assert says in one_line(helped.stderr)
+    listed = run_proms("instruments", "list", cwd=tmp_path, PROMS_DATABASE_URL=url)
+    assert listed.returncode == 1
+    line = one_line(listed.stderr)
+    assert says in line
+    assert "hunter2" not in line
+    assert "postgresql+psycopg://" in line  # an example of what works
 
 
 def test_a_refused_configuration_is_one_line_and_help_still_works(tmp_path: Path) -> None:
@@ -192,6 +217,21 @@ def test_db_upgrade_current_and_check_on_a_new_database(proms: Proms) -> None:
             assert ":***@" in result.output
     # And the database is usable: a command that reads it works, in production, with no secret.
     assert proms("instruments", "list").exit_code == 0
+
+
+def test_a_failed_upgrade_says_why_and_where_the_database_stopped(proms: Proms) -> None:
+    # A table of the first migration already there, from something else.
+    engine = sa.create_engine(proms.url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE clinic (id INTEGER)"))
+    engine.dispose()
+    result = proms("db", "upgrade")
+    assert result.exit_code == 1
+    line = one_line(result.output)
+    assert "the upgrade failed:" in line
+    assert "clinic" in line  # the database's own reason
+    assert f"The database at {shown(proms.url)} has no migration" in line
+    assert "Traceback" not in result.output
 
 
 def test_every_command_refuses_an_old_schema_until_it_is_upgraded(proms: Proms) -> None:

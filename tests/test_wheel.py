@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,7 @@ class Installed:
 
     venv: Path
     workdir: Path  # the working directory and HOME of every command
+    wheel: Path
 
     def env(self, **variables: str) -> dict[str, str]:
         """A bare environment: the venv's commands first, no PYTHONPATH, no PROMS_* but these."""
@@ -113,7 +115,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
     # --no-compile: Python compiles what it imports; pip would compile all of scipy (seconds).
     pip("--python", venv / "bin" / "python", "install", "--no-compile", wheel)
-    return Installed(venv=venv, workdir=workdir)
+    return Installed(venv=venv, workdir=workdir, wheel=wheel)
 
 
 def test_the_installed_package_reads_nothing_from_the_checkout(installed: Installed) -> None:
@@ -130,6 +132,27 @@ def test_the_installed_package_reads_nothing_from_the_checkout(installed: Instal
         assert not path.resolve().is_relative_to(CHECKOUT), path
     mo_files = list((paths[0].parent / "translations").glob("*/LC_MESSAGES/messages.mo"))
     assert [p.parent.parent.name for p in mo_files] == ["es"]
+
+
+def test_the_wheel_ships_the_committed_resource_files_and_compiled_translations(
+    installed: Installed,
+) -> None:
+    folders = ("templates", "static", "migrations")
+    listed = subprocess.run(
+        ["git", "ls-files", "--", *folders],  # noqa: S607 - git from PATH
+        cwd=CHECKOUT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    tracked = {f"proms/{name}" for name in listed if (CHECKOUT / name).is_file()}
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        names = set(wheel.namelist())
+    shipped = {name for name in names if name.split("/")[1] in folders}
+    # Only what git holds: an untracked draft migration in a working copy never ships.
+    assert shipped == tracked
+    assert "proms/translations/es/LC_MESSAGES/messages.mo" in names
+    assert not {name for name in names if name.endswith(".po") or "__pycache__" in name}
 
 
 def test_commands_need_no_configuration(installed: Installed) -> None:

@@ -44,7 +44,8 @@ def stored_definition(row: Instrument) -> InstrumentDefinition:
 
 
 def scoring_definition(registry: Registry, instrument: Instrument) -> InstrumentDefinition:
-    """How to score a stored response: the current scoring of the version the patient answered.
+    """How to score a stored response (and judge its change and alerts): the current release's
+    definition of the version the patient answered.
 
     Scoring data (tables, calibrations) come from this release, so a corrected table reaches old
     responses through `proms rescore`; a version this release no longer ships is scored from the

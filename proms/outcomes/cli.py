@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import click
+from flask import current_app
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from proms.auth.services import cli_actor, record_event
@@ -19,14 +21,22 @@ from proms.scoring.batch import BatchInputError, score_csv
 
 def _registry_for_scoring() -> Registry:
     """The deployment's instruments; the bundled ones when there is no migrated database."""
-    try:
-        return deployment_registry(db.session)
-    except SQLAlchemyError:
-        db.session.rollback()
-        click.echo(
-            "note: no proms database here; scoring with the bundled instruments only.", err=True
-        )
-        return bundled_registry()
+    if not _sqlite_file_missing():  # connecting to a missing file would create it, empty
+        try:
+            return deployment_registry(db.session)
+        except SQLAlchemyError:
+            db.session.rollback()
+    click.echo("note: no proms database here; scoring with the bundled instruments only.", err=True)
+    return bundled_registry()
+
+
+def _sqlite_file_missing() -> bool:
+    url = make_url(str(current_app.config["SQLALCHEMY_DATABASE_URI"]))
+    return (
+        url.get_backend_name() == "sqlite"
+        and url.database not in (None, "", ":memory:")
+        and not Path(str(url.database)).exists()
+    )
 
 
 @click.command("score")

@@ -97,6 +97,8 @@ def record_submission(
     rows: list[dict[str, object]] = []
     alerts: list[dict[str, object]] = []
     for response in responses:
+        # One definition per response for its scores, its thresholds and its alert rules: the
+        # current release's rules for the version the patient answered, as for rescoring.
         definition = scoring_definition(registry, response.instrument)
         definitions[response.id] = definition
         rows.extend(
@@ -257,10 +259,12 @@ def changes_from_baseline(
 def _measurement(score: Score) -> Measurement:
     value = score.t_score if score.t_score is not None else score.raw_score
     assert value is not None  # stored scores always have one of the two
+    # float(): SQLite returns a whole REAL as an int (10.0 -> 10) from INSERT ... RETURNING.
+    error = score.standard_error
     return Measurement(
         instrument_code=score.instrument_code,
         instrument_version=score.instrument_version,
         scale=score.scale,
-        value=value,
-        standard_error=score.standard_error,
+        value=float(value),
+        standard_error=None if error is None else float(error),
     )

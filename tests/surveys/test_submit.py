@@ -201,19 +201,24 @@ def test_submit_cancels_the_assessments_pending_notifications_only(
 def test_submit_is_one_transaction(
     monkeypatch: pytest.MonkeyPatch, survey: Survey, patient: Patient, baseline: Assessment
 ) -> None:
-    """When anything fails half-way (here: the comparison with baseline), nothing is kept."""
+    """When anything fails half-way (here: after the scores are inserted), nothing is kept."""
     reminder = add_notification(patient, baseline, "test:baseline:reminder:1")
     survey.started()
     survey.answer_all(BASELINE_CODES, read_pages=False)
     survey.review()
     before = snapshot_rows()
 
-    def broken(*args: object, **kwargs: object) -> list[object]:
-        raise RuntimeError("the comparison failed")
+    # Late: right after the scores are inserted, in the same transaction.
+    real_insert = outcomes._insert
 
-    # After the scores are inserted: the comparison of the first follow-up score... or, at
-    # baseline, of nothing; so break the baseline lookup itself, which every submit runs.
-    monkeypatch.setattr(outcomes, "_baseline_scores", broken)
+    def insert_then_fail(session: Any, model: type, rows: list[dict[str, object]]) -> list[Any]:
+        inserted = real_insert(session, model, rows)
+        if model is Score:
+            assert inserted, "the scores were inserted before the failure"
+            raise RuntimeError("failed after the scores")
+        return inserted
+
+    monkeypatch.setattr(outcomes, "_insert", insert_then_fail)
     try:
         response = survey.client.post("/s/submit", data={"csrf_token": survey.csrf})
     except RuntimeError:
