@@ -151,6 +151,13 @@ class Proms:
         self.apps.append(app)
         return app
 
+    def sql(self, statement: str) -> None:
+        """Run one statement on the scratch database, outside proms (as something else would)."""
+        engine = sa.create_engine(self.url, poolclass=sa.pool.NullPool)
+        with engine.begin() as connection:
+            connection.execute(sa.text(statement))
+        engine.dispose()
+
     def __call__(self, *args: str) -> Result:
         info = ScriptInfo(create_app=self._app, set_debug_flag=False, load_dotenv_defaults=False)
         return CliRunner().invoke(cli, list(args), obj=info, prog_name="proms")
@@ -220,11 +227,7 @@ def test_db_upgrade_current_and_check_on_a_new_database(proms: Proms) -> None:
 
 
 def test_a_failed_upgrade_says_why_and_where_the_database_stopped(proms: Proms) -> None:
-    # A table of the first migration already there, from something else.
-    engine = sa.create_engine(proms.url)
-    with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE clinic (id INTEGER)"))
-    engine.dispose()
+    proms.sql("CREATE TABLE clinic (id INTEGER)")  # a table of the first migration, already there
     result = proms("db", "upgrade")
     assert result.exit_code == 1
     line = one_line(result.output)
@@ -254,10 +257,7 @@ def test_every_command_refuses_an_old_schema_until_it_is_upgraded(proms: Proms) 
 
 def test_a_database_migrated_by_a_newer_proms_is_refused(proms: Proms) -> None:
     command.upgrade(schema.alembic_config(proms.url), "head")
-    engine = sa.create_engine(proms.url, poolclass=sa.pool.NullPool)
-    with engine.begin() as connection:
-        connection.execute(sa.text("UPDATE alembic_version SET version_num = '0123456789ab'"))
-    engine.dispose()
+    proms.sql("UPDATE alembic_version SET version_num = '0123456789ab'")
     for args in (["db", "upgrade"], ["instruments", "list"]):
         result = proms(*args)
         assert result.exit_code == 1
@@ -268,10 +268,7 @@ def test_a_database_migrated_by_a_newer_proms_is_refused(proms: Proms) -> None:
 
 def test_db_check_reports_tables_that_differ_from_the_models(proms: Proms) -> None:
     assert proms("db", "upgrade").exit_code == 0
-    engine = sa.create_engine(proms.url, poolclass=sa.pool.NullPool)
-    with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE stray (id INTEGER PRIMARY KEY)"))
-    engine.dispose()
+    proms.sql("CREATE TABLE stray (id INTEGER PRIMARY KEY)")
     result = proms("db", "check")
     assert result.exit_code == 1
     line = one_line(result.stderr)
