@@ -68,8 +68,20 @@ def instruments() -> ResponseReturnValue:
     registry = deployment_registry(db.session)
     production = current_app.config["ENV"] == "production"
     return render_template(
-        "care/instruments.html", definitions=list(registry), production=production
+        "care/instruments.html",
+        definitions=list(registry),
+        production=production,
+        table_labels=TABLE_STATUS_LABELS,
     )
+
+
+# The reference data's table statuses, in words that wrap on a phone.
+TABLE_STATUS_LABELS = {
+    "CONFIRMED": "confirmed",
+    "UNCONFIRMED_COMPUTED": "unconfirmed (computed)",
+    "UNCONFIRMED_SINGLE_TRANSCRIPTION": "unconfirmed (one transcription)",
+    "T_CONFIRMED_SE_COMPUTED": "T confirmed, SE computed",
+}
 
 
 @bp.route("/patients/<id:patient_id>")

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from proms.auth.models import AuditEvent, Role
+from proms.care.views import TABLE_STATUS_LABELS
 from proms.catalog.models import Instrument, InstrumentSource
 from proms.catalog.services import deployment_registry
 from proms.db import db
@@ -109,7 +110,11 @@ def test_staff_page_says_what_needs_official_wording(staff_client, world: World,
     page = client.get("/instruments").get_data(as_text=True)
     assert "10 questionnaires still need official wording" in page
     assert "proms instruments import FILE" in page
-    assert "UNCONFIRMED_SINGLE_TRANSCRIPTION" in page  # PF 4a v2.0's table status is shown
+    # PF 4a v2.0's table status is shown, in words; every status the definitions use has some.
+    assert "unconfirmed (one transcription)" in page
+    statuses = {d.table_status for d in bundled_registry() if d.table_status}
+    assert statuses <= set(TABLE_STATUS_LABELS)
+    assert not any(status in page for status in statuses)
     runner.invoke(args=["instruments", "import", str(OFFICIAL_PI4A)])
     page = client.get("/instruments").get_data(as_text=True)
     assert "9 questionnaires still need official wording" in page

@@ -8,6 +8,7 @@ fixture starts it: it records every request and error response of the browser co
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,13 +18,16 @@ from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Request, Response
+    from playwright.sync_api import Browser, BrowserContext, Page, Request, Response
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 CHROMIUM = Path("/usr/bin/chromium")
 AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+AXE_REPORTS = ROOT / "artifacts" / "axe"
+# axe-core findings that fail a test; the others are saved in AXE_REPORTS for people to read.
+BLOCKING_IMPACTS = ("serious", "critical")
 
 # Debian's Chromium, headless, with nothing that phones home (the request log must stay local).
 CHROMIUM_ARGS = [
@@ -114,3 +118,43 @@ class LiveServer:
 def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def check_axe(page: Page, name: str) -> None:
+    """Run axe-core on the page; fail on serious or critical violations, save all of them."""
+    page.evaluate(AXE_JS.read_text(encoding="utf-8"))
+    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
+    violations = [
+        {
+            "id": v["id"],
+            "impact": v["impact"],
+            "help": v["help"],
+            "nodes": [n["target"] for n in v["nodes"]],
+        }
+        for v in result["violations"]
+    ]
+    AXE_REPORTS.mkdir(parents=True, exist_ok=True)
+    report = {"page": name, "url": page.url, "axe": result["testEngine"], "violations": violations}
+    (AXE_REPORTS / f"{name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
+    assert not blocking, f"axe on {name} ({page.url}):\n" + json.dumps(blocking, indent=2)
+
+
+# The elements and text that reach past `width` px: what makes a page scroll sideways.
+WIDER_THAN_VIEWPORT = """(width) => {
+  const right = (r) => Math.round(r.getBoundingClientRect().right);
+  const name = (e) => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '');
+  const wide = [...document.body.querySelectorAll('*')].filter((e) => right(e) > width);
+  const found = wide.filter((e) => !wide.some((o) => o !== e && e.contains(o))).map(
+    (e) => `${name(e)} "${(e.textContent || '').trim().slice(0, 30)}" (${right(e)})`);
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    if (node.textContent.trim() && right(range) > width) {
+      found.push(`text in ${name(node.parentElement)} "${node.textContent.trim().slice(0, 30)}"`
+        + ` (${right(range)})`);
+    }
+  }
+  return found;
+}"""

@@ -15,7 +15,6 @@ bypassing the CSP for the test would also stop checking that the pages work unde
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import secrets
 from collections.abc import Callable
@@ -42,7 +41,7 @@ from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.scoring.types import Method, PromisForm, SummedForm
 from proms.surveys import links
 from proms.surveys.models import ResponseStatus, SurveyResponse
-from tests.e2e.helpers import AXE_JS, SCREENSHOTS, LiveServer
+from tests.e2e.helpers import WIDER_THAN_VIEWPORT, LiveServer, check_axe
 from tests.helpers import add_patient
 
 if TYPE_CHECKING:
@@ -55,8 +54,6 @@ Shoot = Callable[["Page", str], None]
 
 BIRTH_ON = dt.date(1960, 5, 17)  # add_patient's default date of birth
 TIME_ZONE = "America/New_York"  # add_patient's default time zone
-BLOCKING_IMPACTS = ("serious", "critical")
-AXE_REPORTS = SCREENSHOTS.parent / "axe"
 
 
 # Seeding ----------------------------------------------------------------------------------------
@@ -178,26 +175,6 @@ def answer(page: Page, asked: Asked, total: int, index: int) -> None:
     expect(page.locator("legend .item-text")).to_have_text(asked.text)
     choose(page, index)
     tap_next(page)
-
-
-def check_axe(page: Page, name: str) -> None:
-    """Run axe-core on the page; fail on serious or critical violations, save all of them."""
-    page.evaluate(AXE_JS.read_text(encoding="utf-8"))
-    result = page.evaluate("() => axe.run(document, {resultTypes: ['violations']})")
-    violations = [
-        {
-            "id": v["id"],
-            "impact": v["impact"],
-            "help": v["help"],
-            "nodes": [n["target"] for n in v["nodes"]],
-        }
-        for v in result["violations"]
-    ]
-    AXE_REPORTS.mkdir(parents=True, exist_ok=True)
-    report = {"page": name, "url": page.url, "axe": result["testEngine"], "violations": violations}
-    (AXE_REPORTS / f"{name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-    blocking = [v for v in violations if v["impact"] in BLOCKING_IMPACTS]
-    assert not blocking, f"axe on {name} ({page.url}):\n" + json.dumps(blocking, indent=2)
 
 
 def look(page: Page, name: str, js: bool, shoot: Shoot) -> None:
@@ -557,23 +534,6 @@ def test_touch_targets_are_at_least_44_px(live_server: LiveServer, browser: Brow
 
 # What sticks out of the viewport: the innermost elements, and text lines wider than their box,
 # as 'tag.class "text" (right edge)'.
-WIDER_THAN_VIEWPORT = """(width) => {
-  const right = (r) => Math.round(r.getBoundingClientRect().right);
-  const name = (e) => e.tagName.toLowerCase() + (e.className ? '.' + e.className : '');
-  const wide = [...document.body.querySelectorAll('*')].filter((e) => right(e) > width);
-  const found = wide.filter((e) => !wide.some((o) => o !== e && e.contains(o))).map(
-    (e) => `${name(e)} "${(e.textContent || '').trim().slice(0, 30)}" (${right(e)})`);
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-    const range = document.createRange();
-    range.selectNodeContents(node);
-    if (node.textContent.trim() && right(range) > width) {
-      found.push(`text in ${name(node.parentElement)} "${node.textContent.trim().slice(0, 30)}"`
-        + ` (${right(range)})`);
-    }
-  }
-  return found;
-}"""
 
 REFLOW = [
     # A small phone; and 200% zoom of the 390 x 844 phone, which lays out like 195 x 422.
