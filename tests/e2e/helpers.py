@@ -158,3 +158,12 @@ WIDER_THAN_VIEWPORT = """(width) => {
   }
   return found;
 }"""
+
+
+def sideways_overflow(page: Page, width: int) -> str | None:
+    """Why the page scrolls sideways in a `width` px viewport (what reaches past it), or None."""
+    scroll_width = page.evaluate("document.documentElement.scrollWidth")
+    if scroll_width <= width:
+        return None
+    culprits = page.evaluate(WIDER_THAN_VIEWPORT, width)
+    return f"{scroll_width} px wide in a {width} px viewport; too wide: {culprits}"

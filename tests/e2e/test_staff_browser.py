@@ -18,7 +18,7 @@ from proms.auth.models import Role
 from proms.auth.passwords import hasher_from_config
 from proms.auth.services import create_staff
 from proms.db import db
-from tests.e2e.helpers import WIDER_THAN_VIEWPORT, LiveServer, check_axe
+from tests.e2e.helpers import LiveServer, check_axe, sideways_overflow
 from tests.helpers import PASSWORD, add_patient
 
 Shoot = Callable[[Page, str], None]
@@ -80,10 +80,8 @@ def test_a_coordinator_s_pages_fit_the_screen(
     overflowing: list[str] = []
 
     def look(name: str) -> None:
-        scroll_width = page.evaluate("document.documentElement.scrollWidth")
-        if scroll_width > width:
-            culprits = page.evaluate(WIDER_THAN_VIEWPORT, width)
-            overflowing.append(f"{name}: {scroll_width} px in {width} px; too wide: {culprits}")
+        if problem := sideways_overflow(page, width):
+            overflowing.append(f"{name}: {problem}")
         check_axe(page, f"staff-{name}-{label}")
         shoot(page, f"staff-{name}-{label}")
 

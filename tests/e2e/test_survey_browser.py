@@ -41,7 +41,7 @@ from proms.scheduling.models import Assessment, AssessmentStatus
 from proms.scoring.types import Method, PromisForm, SummedForm
 from proms.surveys import links
 from proms.surveys.models import ResponseStatus, SurveyResponse
-from tests.e2e.helpers import WIDER_THAN_VIEWPORT, LiveServer, check_axe
+from tests.e2e.helpers import LiveServer, check_axe, sideways_overflow
 from tests.helpers import add_patient
 
 if TYPE_CHECKING:
@@ -562,12 +562,8 @@ def test_no_page_scrolls_sideways_on_a_small_screen_or_at_200_percent_zoom(
     overflowing: list[str] = []
 
     def fits(name: str) -> None:
-        scroll_width = page.evaluate("document.documentElement.scrollWidth")
-        if scroll_width > width:
-            culprits = page.evaluate(WIDER_THAN_VIEWPORT, width)
-            overflowing.append(
-                f"{name}: {scroll_width} px wide in a {width} px viewport; too wide: {culprits}"
-            )
+        if problem := sideways_overflow(page, width):
+            overflowing.append(f"{name}: {problem}")
         shoot(page, f"{name}-{label}")
 
     page.goto(live_server.link(link.raw))
