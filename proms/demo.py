@@ -84,6 +84,13 @@ DEMO_STAFF = (
         Role.CLINICIAN,
         "proms-demo-lakeside",
     ),
+    (
+        "coordinator@lakeside.example.org",
+        "Jordan Lakeside",
+        "lakeside-pain",
+        Role.COORDINATOR,
+        "proms-demo-lakeside-coordinator",
+    ),
 )
 
 GIVEN_NAMES = (

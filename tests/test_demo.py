@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 
+import pytest
 from sqlalchemy import func, select
 
 from proms.admin.models import (
@@ -120,11 +121,18 @@ def test_demo_command_prints_the_logins_and_each_can_sign_in(app, runner) -> Non
     assert "nothing (already loaded)" in again.output
 
 
-def test_lakeside_clinician_sees_only_lakeside(app, runner) -> None:
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [
+        ("clinician@lakeside.example.org", "proms-demo-lakeside"),
+        ("coordinator@lakeside.example.org", "proms-demo-lakeside-coordinator"),
+    ],
+)
+def test_lakeside_staff_see_only_lakeside(app, runner, email: str, password: str) -> None:
     app.config["ENV"] = "development"
     runner.invoke(args=["demo"])
     client = app.test_client()
-    login(client, "clinician@lakeside.example.org", "proms-demo-lakeside")
+    login(client, email, password)
     page = client.get("/patients").get_data(as_text=True)
     assert "20 patients" in page
     assert "Demo Pain Management Center" not in page
