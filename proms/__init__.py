@@ -12,10 +12,6 @@ from proms.checks import ConfigurationError
 if TYPE_CHECKING:
     from flask import Flask
 
-# The folder above the package: the checkout, in a clone or an editable install (tests and
-# benchmarks run from it). The app finds its folders through proms.resources, wheel or checkout.
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, serving: bool = True) -> Flask:
     """Build the web application (also used by the CLI, the scheduler and migrations).

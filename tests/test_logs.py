@@ -30,7 +30,6 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from proms import ROOT
 from proms.admin.models import Patient
 from proms.admin.services import enroll_patient
 from proms.db import db, utcnow
@@ -40,6 +39,7 @@ from proms.surveys.links import mint_token
 from tests.helpers import World, add_patient, stop
 
 BIN = Path(sys.executable).parent
+CHECKOUT = Path(__file__).resolve().parents[1]  # the servers run from the repository
 
 # Redaction, spelling by spelling ----------------------------------------------------------------
 
@@ -223,7 +223,7 @@ def run_gunicorn(database_url: str, tmp_path: Path) -> Iterator[Callable[..., tu
         ]
         with (logs / "output.log").open("wb") as output:
             process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+                command, cwd=CHECKOUT, env=env, stdout=output, stderr=subprocess.STDOUT
             )
         processes.append(process)
         deadline = time.monotonic() + 30

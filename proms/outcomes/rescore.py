@@ -107,9 +107,7 @@ def rescore(session: Session, registry: Registry, *, apply: bool = True) -> Resc
                 old.scoring_version = SCORING_VERSION
                 old.scored_at = utcnow()
             elif new is not None:
-                assessment = response.assessment
-                values = score_values(response, assessment, assessment.enrollment, definition, new)
-                session.add(Score(**values))
+                session.add(Score(**score_values(response, response.assessment, definition, new)))
             elif old is not None:
                 session.delete(old)
         session.flush()

@@ -34,12 +34,12 @@ from proms.surveys.models import SurveyResponse
 def score_values(
     response: SurveyResponse,
     assessment: Assessment,
-    enrollment: Enrollment,
     definition: InstrumentDefinition,
     result: ScoreResult,
 ) -> dict[str, object]:
-    """The columns of one score row of a submitted response."""
+    """The columns of one score row of a submitted response (of `assessment`)."""
     assert response.submitted_at is not None
+    enrollment = assessment.enrollment
     return {
         "response_id": response.id,
         "scale": result.scale,
@@ -102,7 +102,7 @@ def record_submission(
         definition = scoring_definition(registry, response.instrument)
         definitions[response.id] = definition
         rows.extend(
-            score_values(response, assessment, enrollment, definition, result)
+            score_values(response, assessment, definition, result)
             for result in scored(definition, response)
         )
         severe = definition.alert_items(response.answers)
