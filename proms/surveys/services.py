@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from proms.admin.models import Enrollment, Patient
 from proms.auth.models import StaffUser
 from proms.catalog.services import localized, snapshot, stored_definition
+from proms.db import utcnow
 from proms.instruments.model import InstrumentDefinition, Item
 from proms.instruments.registry import Registry
 from proms.outcomes.models import Alert, Score
@@ -334,6 +335,14 @@ def submit(
         .order_by(SurveyResponse.id)
         .execution_options(populate_existing=True)
     ).all()
+    # A save that held a draft when this submit arrived finished first, and is scored with the
+    # rest; `now` was taken before it, so the submission is stamped after its last answer.
+    latest = max((row.answered_at for r in responses for row in r.answer_rows), default=now)
+    if latest > now:
+        now = max(utcnow(), latest)
+        locked.completed_at = now
+        for response in responses:
+            response.submitted_at = now
     outcome = record_submission(session, registry, locked, responses)
     session.execute(
         update(Notification)
