@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from logging.config import fileConfig
 from typing import Any
 
@@ -41,6 +42,28 @@ def database_url() -> str:
         raise SystemExit(f"alembic: {exc}") from None
 
 
+def compare_server_default(
+    context: Any,
+    inspected_column: Any,
+    metadata_column: sa.Column[Any],
+    inspected_default: str | None,
+    metadata_default: Any,
+    rendered_metadata_default: str | None,
+) -> bool | None:
+    """JSON defaults compared as JSON: PostgreSQL has no `=` for json, so Alembic's own
+    comparison fails there. None hands every other column to Alembic."""
+    if not isinstance(metadata_column.type, sa.JSON):
+        return None
+
+    def parsed(text: str | None) -> object:
+        if text is None:
+            return None
+        text = text.strip().removesuffix("::json").removesuffix("::jsonb").strip("'\"")
+        return json.loads(text.replace("''", "'"))
+
+    return parsed(inspected_default) != parsed(rendered_metadata_default)
+
+
 def configure(connection: Connection | None = None, url: str | None = None) -> None:
     context.configure(
         connection=connection,
@@ -48,7 +71,7 @@ def configure(connection: Connection | None = None, url: str | None = None) -> N
         target_metadata=target_metadata,
         render_as_batch=True,  # SQLite cannot ALTER most things; batch mode copies the table
         compare_type=True,
-        compare_server_default=True,
+        compare_server_default=compare_server_default,
         render_item=render_item,
         literal_binds=url is not None,
     )

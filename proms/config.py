@@ -50,7 +50,7 @@ PUBLIC_FORM_MAX_FIELDS = 50
 FORM_MAX_BYTES = 64 * 1024
 FORM_MAX_FIELDS = 1000
 # Endpoints that take the public limits (besides every page of the patient blueprint).
-PUBLIC_FORM_ENDPOINTS = ["auth.login"]
+PUBLIC_FORM_ENDPOINTS = ["auth.login", "auth.set_password"]
 
 # How many reverse proxies (nginx, a load balancer) stand in front of proms and set
 # X-Forwarded-For/-Proto/-Host. 0 trusts none of those headers: right when proms faces clients.

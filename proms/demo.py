@@ -19,6 +19,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from proms.admin.courses import SIDE_EFFECTS as COURSE_SIDE_EFFECTS
 from proms.admin.models import (
     Channel,
     Clinic,
@@ -163,7 +164,7 @@ PATIENT_ZONES = (
     ("America/Denver", 5),
     ("America/Los_Angeles", 5),
 )
-SIDE_EFFECTS = ("hallucinations", "dissociation", "nausea", "dizziness", "headache")
+SIDE_EFFECTS = tuple(COURSE_SIDE_EFFECTS)
 
 
 @dataclass
@@ -258,7 +259,9 @@ def load_patients(ctx: DemoContext) -> None:
             patient = Patient(clinic=clinic, mrn=mrn, **person.patient_fields)
             ctx.session.add(patient)
             ctx.session.flush()
-            enrollment = enroll_patient(ctx.session, patient, protocol, person.anchor_on)
+            enrollment = enroll_patient(
+                ctx.session, patient, protocol, person.anchor_on, now=ctx.now
+            )
             _treatment_course(ctx, rng, enrollment, patient.time_zone)
             if person.withdrawn_after_days is not None:
                 withdrawn_on = person.anchor_on + dt.timedelta(days=person.withdrawn_after_days)
@@ -330,7 +333,11 @@ def _treatment_course(ctx: DemoContext, rng: random.Random, enrollment, zone: st
                     session.side_effects = [rng.choice(SIDE_EFFECTS)]
             else:
                 session.status = SessionStatus.MISSED
+                session.missed_reason = rng.choice(MISSED_REASONS)
         ctx.session.add(session)
+
+
+MISSED_REASONS = ("Unwell on the day", "No transport", "Blood pressure too high to start")
 
 
 def _clinic(session: Session, slug: str) -> Clinic:

@@ -10,12 +10,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from proms.db import db
+from proms.security import public
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 
 @bp.route("/healthz")
+@public
 def healthz() -> ResponseReturnValue:
     try:
         db.session.execute(text("SELECT 1"))

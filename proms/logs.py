@@ -29,7 +29,7 @@ REDACTED = "<redacted>"
 LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error", "proms")
 # Where a patient link starts, once decoded. Matched anywhere: a referrer, a query string
 # (?next=/s/...), another path. Redacting too much is harmless.
-LINK_START = re.compile(r"/s/", re.IGNORECASE)
+LINK_START = re.compile(r"/(?:s|password)/", re.IGNORECASE)
 # Segments left as they are: the survey's own page names and question numbers.
 PLAIN_SEGMENT = re.compile(r"[a-z][a-z-]{0,15}|[0-9]{1,9}")
 # Raw characters that end a path in a log line (a query, a quote, a space). Decoded ones don't:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import re
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import brotli
@@ -15,6 +17,8 @@ from flask_limiter.util import get_remote_address
 from flask_wtf.csrf import CSRFProtect
 
 from proms.templating import static_version
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 csrf = CSRFProtect()
 # Limits are set per route (patient links, identity checks); the store comes from
@@ -258,3 +262,12 @@ def init_app(app: Flask) -> None:
     app.before_request(check_origin)
     app.after_request(add_security_headers)
     app.session_interface = SessionInterface()
+
+
+def public(view: F) -> F:
+    """The route's role rule: no sign-in needed (the patient side, sign-in, health checks).
+
+    Staff routes use `proms.auth.roles.requires`; a test reads every route's rule.
+    """
+    view.allowed_roles = None  # type: ignore[attr-defined]
+    return view

@@ -26,6 +26,24 @@ def local_date(moment: dt.datetime, zone: str) -> str:
     return moment.astimezone(ZoneInfo(zone)).date().isoformat()
 
 
+def last_day_phrase(moment: dt.datetime, zone: str, now: dt.datetime) -> str:
+    """When a window closing at `moment` has its last day, as staff say it: "today",
+    "tomorrow" or "on 2026-12-13" (the patient's calendar)."""
+    tz = ZoneInfo(zone)
+    last = (moment - dt.timedelta(microseconds=1)).astimezone(tz).date()
+    today = now.astimezone(tz).date()
+    if last == today:
+        return "today"
+    if last == today + dt.timedelta(days=1):
+        return "tomorrow"
+    return f"on {last.isoformat()}"
+
+
+def local_datetime(moment: dt.datetime, zone: str) -> str:
+    """A UTC instant as the patient's wall clock reads it: "Mon 2026-03-02 10:00 EST"."""
+    return moment.astimezone(ZoneInfo(zone)).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
 def local_last_day(moment: dt.datetime, zone: str) -> str:
     """The last local day before an exclusive end instant (a window closing at midnight)."""
     return local_date(moment - dt.timedelta(microseconds=1), zone)
@@ -57,7 +75,7 @@ def static_url(filename: str) -> str:
 
 
 @functools.cache
-def _zone_countries() -> dict[str, str]:
+def zone_countries() -> dict[str, str]:
     """IANA time zone -> ISO 3166 country code, from the tz database's zone.tab."""
     table = resources.files("tzdata").joinpath("zoneinfo", "zone.tab").read_text("utf-8")
     countries = {}
@@ -82,7 +100,7 @@ def phone(number: str | None, zone: str | None = None) -> str:
         return number
     if not phonenumbers.is_possible_number(parsed):
         return number
-    country = _zone_countries().get(zone or "")
+    country = zone_countries().get(zone or "")
     home = phonenumbers.country_code_for_region(country) if country else 0
     # By calling code, not by region: +1 is one numbering plan for the US, Canada and the
     # Caribbean, dialled the same way within it.
@@ -102,5 +120,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.lstrip_blocks = True
     app.add_template_filter(local_date)
     app.add_template_filter(local_last_day)
+    app.add_template_filter(local_datetime)
+    app.add_template_filter(last_day_phrase)
     app.add_template_filter(phone)
     app.add_template_global(static_url)

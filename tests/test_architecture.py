@@ -34,10 +34,10 @@ LAYERS = (
     "auth",  # staff, roles, sign-in, the audit log (used by every part that changes data)
     "catalog",  # the deployment's instruments
     "scheduling",  # assessments and their windows
-    "admin",  # clinics, patients, protocols, enrollment
     "outcomes",  # scores, change from baseline, alerts
     "surveys",  # the patient side
     "care",  # the care team's pages
+    "admin",  # the coordinator workspace: clinics, staff, patients, protocols, enrollment
     "app",  # create_app, the command line, the server config, the demo data: they assemble it all
 )
 FOUNDATION = {

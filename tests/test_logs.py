@@ -62,6 +62,9 @@ ENCODED = "".join(f"%{ord(c):02X}" for c in TOKEN)
         (f"GET //s/{TOKEN}?from=email HTTP/1.1", "GET //s/<redacted>?from=email HTTP/1.1"),
         (f"POST /s/{TOKEN}/new-link", "POST /s/<redacted>/new-link"),
         (f"GET /s/x/s/{TOKEN}", "GET /s/x/s/<redacted>"),
+        # A staff member's one-time password link is a secret too.
+        (f"GET /password/{TOKEN} HTTP/1.1", "GET /password/<redacted> HTTP/1.1"),
+        (f"POST /Password/{TOKEN} HTTP/1.1", "POST /Password/<redacted> HTTP/1.1"),
         (
             f"Referer: https://proms.example.org/s/{TOKEN}",
             "Referer: https://proms.example.org/s/<redacted>",

@@ -273,7 +273,7 @@ def test_answers_survive_the_move_to_rows_and_back(
         )
         return sorted(tuple(row) for row in rows)
 
-    command.downgrade(cfg, "-1")
+    command.downgrade(cfg, "2d351ddd4368")  # the revision before answers became rows
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT id, answers FROM survey_response")).all()
         as_json = {

@@ -58,6 +58,15 @@ class Clinic(db.Model):
     contact_email: Mapped[str | None] = mapped_column(String(254))
     # Whether patients see their own scores on the thank-you page.
     show_patient_scores: Mapped[bool] = mapped_column(default=False, server_default=false())
+    # No message goes out between these local times (the patient's zone); may wrap midnight.
+    quiet_hours_start: Mapped[dt.time] = mapped_column(
+        Time, default=dt.time(21, 0), server_default="21:00:00"
+    )
+    quiet_hours_end: Mapped[dt.time] = mapped_column(
+        Time, default=dt.time(8, 0), server_default="08:00:00"
+    )
+    # A returning patient's new course may reuse a baseline answered this many days before it.
+    baseline_reuse_days: Mapped[int] = mapped_column(default=30, server_default="30")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
@@ -81,6 +90,10 @@ class Patient(db.Model):
     time_zone: Mapped[str] = mapped_column(String(64))  # IANA name
     language: Mapped[str] = mapped_column(String(8), default="en", server_default="en")
     opted_out_at: Mapped[dt.datetime | None]
+    opted_out_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    opt_out_reason: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     clinic: Mapped[Clinic] = relationship()
@@ -118,9 +131,22 @@ class Protocol(db.Model):
     version: Mapped[int] = mapped_column(default=1)
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(Text, default="")
+    # What day 0 is, in the coordinator's words.
+    anchor_label: Mapped[str] = mapped_column(
+        String(100), default="First infusion day", server_default="First infusion day"
+    )
+    # Message channels in order of preference, e.g. ["email", "sms"].
+    channels: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: ["email", "sms"], server_default='["email", "sms"]'
+    )
+    # Every time point falls within this many days of the anchor (its window may run past it).
+    horizon_days: Mapped[int] = mapped_column(default=180, server_default="180")
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     # Ask for the date of birth before the first question.
     requires_identity_check: Mapped[bool] = mapped_column(default=False, server_default=false())
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     clinic: Mapped[Clinic] = relationship()
@@ -154,6 +180,11 @@ class ProtocolTimepoint(db.Model):
     reminder_offsets_days: Mapped[list[int]] = mapped_column(JSON, default=list)
     # Instrument codes in the order the patient answers them.
     instrument_codes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # The version each code is pinned to ({"promis-pi-4a": "1.0"}); a code missing here (rows
+    # from before pinning) is answered in the catalogue's current version.
+    instrument_versions: Mapped[dict[str, str]] = mapped_column(
+        JSON, default=dict, server_default="{}"
+    )
 
     protocol: Mapped[Protocol] = relationship(back_populates="timepoints")
 
@@ -184,6 +215,13 @@ class Enrollment(db.Model):
     )
     withdrawn_at: Mapped[dt.datetime | None]
     withdrawal_reason: Mapped[str | None] = mapped_column(String(500))
+    withdrawn_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    # A returning patient's course that reuses the baseline of an earlier course.
+    baseline_from_id: Mapped[int | None] = mapped_column(
+        ForeignKey("enrollment.id", ondelete="SET NULL")
+    )
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("staff_user.id", ondelete="SET NULL")
     )
@@ -223,6 +261,11 @@ class TreatmentSession(db.Model):
     dose_mg_per_kg: Mapped[float | None]
     side_effects: Mapped[list[str]] = mapped_column(JSON, default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
+    missed_reason: Mapped[str | None] = mapped_column(String(200))
+    recorded_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    recorded_at: Mapped[dt.datetime | None]
 
     enrollment: Mapped[Enrollment] = relationship(back_populates="sessions")
 

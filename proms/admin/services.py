@@ -11,21 +11,19 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from proms.admin import enrollment as enrollments
+from proms.admin.errors import AdminError
 from proms.admin.models import (
     Clinic,
     Enrollment,
-    EnrollmentStatus,
     Patient,
     Protocol,
     ProtocolTimepoint,
 )
 from proms.auth.models import StaffUser
-from proms.scheduling.models import OPEN_STATUSES, AssessmentStatus
-from proms.scheduling.services import create_assessments
+from proms.db import utcnow
 
-
-class AdminError(ValueError):
-    """A coordinator action that cannot be done; the message is shown as it is."""
+__all__ = ["AdminError"]
 
 
 def check_time_zone(name: str) -> str:
@@ -47,7 +45,9 @@ def create_clinic(
     time_zone: str,
     contact_phone: str | None = None,
     contact_email: str | None = None,
+    offer_bundled_protocol: bool = True,
 ) -> Clinic:
+    """A new clinic, offered the bundled ketamine protocol (its coordinators may edit it)."""
     if session.scalar(select(Clinic.id).where(Clinic.slug == slug)) is not None:
         raise AdminError(f"A clinic with the short name {slug!r} already exists.")
     clinic = Clinic(
@@ -59,6 +59,8 @@ def create_clinic(
     )
     session.add(clinic)
     session.flush()
+    if offer_bundled_protocol:
+        install_protocol(session, clinic, bundled_protocol(BUNDLED_PROTOCOL))
     return clinic
 
 
@@ -69,30 +71,16 @@ def enroll_patient(
     anchor_on: dt.date,
     *,
     created_by: StaffUser | None = None,
+    now: dt.datetime | None = None,
 ) -> Enrollment:
-    """Start a treatment course: the enrollment and an assessment for every time point."""
-    if protocol.clinic_id != patient.clinic_id:
-        raise AdminError("The protocol belongs to another clinic.")
-    if not protocol.is_active:
-        raise AdminError("This protocol version is retired; enroll with the current version.")
-    if protocol.requires_identity_check and patient.birth_on is None:
-        raise AdminError(
-            "This protocol asks patients for their date of birth before the questions: "
-            "record the patient's date of birth first."
-        )
-    enrollment = Enrollment(
-        patient=patient,
-        protocol=protocol,
-        anchor_on=anchor_on,
-        created_by_id=created_by and created_by.id,
+    """Start a treatment course: the enrollment, an assessment per time point, the outbox rows."""
+    return enrollments.enroll(
+        session, patient, protocol, anchor_on, now=now or utcnow(), created_by=created_by
     )
-    session.add(enrollment)
-    session.flush()
-    create_assessments(session, enrollment)
-    return enrollment
 
 
 PROTOCOLS_DIR = Path(__file__).parent / "protocols"
+BUNDLED_PROTOCOL = "ketamine-infusion-course"
 
 
 def bundled_protocol(slug: str) -> dict[str, Any]:
@@ -120,9 +108,13 @@ def install_protocol(session: Session, clinic: Clinic, spec: dict[str, Any]) -> 
         version=spec["version"],
         name=spec["name"],
         description=spec.get("description", ""),
+        anchor_label=spec.get("anchor_label", "First infusion day"),
+        channels=list(spec.get("channels", ["email", "sms"])),
+        horizon_days=spec.get("horizon_days", 180),
         requires_identity_check=spec.get("requires_identity_check", False),
     )
     for position, tp in enumerate(spec["timepoints"], start=1):
+        instruments = tp.get("instruments") or [{"code": c} for c in tp["instrument_codes"]]
         protocol.timepoints.append(
             ProtocolTimepoint(
                 key=tp["key"],
@@ -133,7 +125,10 @@ def install_protocol(session: Session, clinic: Clinic, spec: dict[str, Any]) -> 
                 window_after_days=tp["window_after_days"],
                 send_time_local=dt.time.fromisoformat(tp["send_time_local"]),
                 reminder_offsets_days=list(tp["reminder_offsets_days"]),
-                instrument_codes=list(tp["instrument_codes"]),
+                instrument_codes=[entry["code"] for entry in instruments],
+                instrument_versions={
+                    entry["code"]: entry["version"] for entry in instruments if "version" in entry
+                },
             )
         )
     session.add(protocol)
@@ -142,22 +137,13 @@ def install_protocol(session: Session, clinic: Clinic, spec: dict[str, Any]) -> 
 
 
 def withdraw_enrollment(
-    session: Session, enrollment: Enrollment, *, now: dt.datetime, reason: str
+    session: Session,
+    enrollment: Enrollment,
+    *,
+    now: dt.datetime,
+    reason: str,
+    by: StaffUser | None = None,
 ) -> int:
-    """Stop a course's follow-up: cancel its assessments still to come; returns how many.
-
-    Windows that had already closed unanswered are left for the expiry sweep: they were missed,
-    not cancelled.
-    """
-    if enrollment.status is EnrollmentStatus.WITHDRAWN:
-        raise AdminError("This course is already withdrawn.")
-    enrollment.status = EnrollmentStatus.WITHDRAWN
-    enrollment.withdrawn_at = now
-    enrollment.withdrawal_reason = reason
-    cancelled = 0
-    for assessment in enrollment.assessments:
-        if assessment.closes_at > now and assessment.status in OPEN_STATUSES:
-            assessment.status = AssessmentStatus.CANCELLED
-            cancelled += 1
-    session.flush()
+    """Stop a course's follow-up; returns how many assessments still to come were cancelled."""
+    cancelled, _messages = enrollments.withdraw(session, enrollment, now=now, reason=reason, by=by)
     return cancelled

@@ -54,6 +54,21 @@ def enforce_idle_timeout() -> ResponseReturnValue | None:
     return None
 
 
+# Pages open to a signed-in user who must choose a new password first.
+NEW_PASSWORD_EXEMPT = frozenset(
+    {None, "static", "health.healthz", "auth.change_password", "auth.logout", "auth.set_password"}
+)
+
+
+def require_new_password() -> ResponseReturnValue | None:
+    """Send a user whose admin asked for a new password to "choose a new password" first."""
+    if request.endpoint in NEW_PASSWORD_EXEMPT or request.blueprint == "surveys":
+        return None
+    if current_user.is_authenticated and current_user.must_change_password:
+        return redirect(url_for("auth.change_password"))
+    return None
+
+
 def init_app(app: Flask) -> None:
     from proms.auth import cli, views
 
@@ -62,6 +77,7 @@ def init_app(app: Flask) -> None:
         minutes=app.config["IDLE_TIMEOUT_MINUTES"]
     )
     app.before_request(enforce_idle_timeout)
+    app.before_request(require_new_password)  # after the timeout: a stale session signs in again
     app.register_blueprint(views.bp)
     app.cli.add_command(cli.staff)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
+from collections.abc import Iterable
 from typing import Any
 
 from flask import request
@@ -26,4 +29,55 @@ def audit_patient_view(action: str, patient: Patient, detail: dict[str, Any] | N
         patient_id=patient.id,
         origin=request_info(),
         detail=detail,
+    )
+
+
+def snapshot(obj: object, fields: Iterable[str]) -> dict[str, Any]:
+    """The named attributes of a row as JSON-ready values, for `audit_change`."""
+    return {name: _json_value(getattr(obj, name)) for name in fields}
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dt.date | dt.datetime | dt.time):
+        return value.isoformat()
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    return value
+
+
+def audit_change(
+    action: str,
+    *,
+    clinic_id: int | None,
+    patient_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Record a change by the current staff member: the fields that changed, before and after.
+
+    Fields whose value did not change are left out, so an event reads as what was done. A
+    creation has no `before`; a deletion no `after`.
+    """
+    before = before or {}
+    after = after or {}
+    changed = sorted(
+        name for name in before.keys() | after.keys() if before.get(name) != after.get(name)
+    )
+    record_event(
+        db.session,
+        action,
+        actor=current_user._get_current_object(),
+        clinic_id=clinic_id,
+        patient_id=patient_id,
+        origin=request_info(),
+        detail={
+            **(detail or {}),
+            "before": {name: before[name] for name in changed if name in before},
+            "after": {name: after[name] for name in changed if name in after},
+        },
     )

@@ -7,10 +7,10 @@ from flask import current_app
 from sqlalchemy import select
 
 from proms.admin.models import Clinic
-from proms.auth import services
+from proms.auth import services, tokens
 from proms.auth.models import Role
 from proms.auth.passwords import hasher_from_config, password_problem
-from proms.db import db
+from proms.db import db, utcnow
 
 ROLE_CHOICE = click.Choice([role.value for role in Role])
 
@@ -110,3 +110,34 @@ def unlock(email: str) -> None:
     cli_audit("staff.unlocked", address)
     db.session.commit()
     click.echo(f"Unlocked {address}.")
+
+
+@staff.command("invite")
+@click.option("--email", required=True, help="Login email address.")
+@click.option(
+    "--role", "roles", type=ROLE_CHOICE, required=True, multiple=True, help="Role (repeatable)."
+)
+@click.option("--clinic", "clinic_name", required=True, help="Clinic short name (or full name).")
+@click.option("--name", "full_name", required=True, help="The staff member's full name.")
+def invite(email: str, roles: tuple[str, ...], clinic_name: str, full_name: str) -> None:
+    """Create an account and print a one-time link with which its owner sets the password."""
+    clinic = _clinic_or_fail(clinic_name)
+    chosen = [Role(value) for value in dict.fromkeys(roles)]
+    try:
+        user, raw = tokens.invite(
+            db.session,
+            hasher_from_config(current_app.config),
+            clinic,
+            email=email,
+            full_name=full_name,
+            roles=chosen,
+            now=utcnow(),
+        )
+    except services.AccountError as exc:
+        raise click.ClickException(f"{exc} Use `proms staff grant` to give it a role.") from exc
+    url = tokens.password_link_url(current_app.config, raw)
+    cli_audit("staff.invited", user.email, clinic_id=clinic.id, roles=",".join(chosen))
+    db.session.commit()
+    click.echo(f"Invited {user.email} ({', '.join(r.value for r in chosen)} at {clinic.name}).")
+    click.echo(f"Give them this link; it works once, for {tokens.LINK_MAX_AGE.days} days:")
+    click.echo(url)

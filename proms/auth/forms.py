@@ -1,12 +1,12 @@
-"""Login and logout forms."""
+"""Login, logout and password forms."""
 
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Email, Length
+from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
-from proms.auth.passwords import MAX_PASSWORD_LENGTH
+from proms.auth.passwords import MAX_PASSWORD_LENGTH, password_problem
 
 
 class LoginForm(FlaskForm):
@@ -34,3 +34,43 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     """No fields: the CSRF token alone, so another site cannot log staff out."""
+
+
+def _new_password_problem(form: FlaskForm, field: PasswordField) -> None:
+    if problem := password_problem(field.data or ""):
+        raise ValidationError(problem)
+
+
+class NewPasswordForm(FlaskForm):
+    """A new password, typed twice (a one-time link, or "choose a new password")."""
+
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired("Enter a new password."), _new_password_problem],
+        render_kw={"autocomplete": "new-password"},
+    )
+    confirm = PasswordField(
+        "New password again",
+        validators=[
+            DataRequired("Enter the new password a second time."),
+            EqualTo("new_password", "The two passwords are not the same. Type them again."),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
+class ChangePasswordForm(NewPasswordForm):
+    """The current password first: a session left open is not enough to take the account."""
+
+    current_password = PasswordField(
+        "Current password",
+        validators=[
+            DataRequired("Enter your current password."),
+            Length(max=MAX_PASSWORD_LENGTH, message="That password is too long."),
+        ],
+        render_kw={"autocomplete": "current-password"},
+    )
+
+    def validate_new_password(self, field: PasswordField) -> None:
+        if field.data and field.data == self.current_password.data:
+            raise ValidationError("Choose a password different from your current one.")

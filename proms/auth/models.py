@@ -6,7 +6,17 @@ import datetime as dt
 import enum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint, true
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    false,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proms.db import db, enum_type, utcnow
@@ -34,6 +44,8 @@ class StaffUser(db.Model):
     # Rotated at logout and password change: a copied session cookie dies with it.
     session_token: Mapped[str] = mapped_column(String(64))
     last_login_at: Mapped[dt.datetime | None]
+    # Set by an admin: the next sign-in goes to "choose a new password" first.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     memberships: Mapped[list[ClinicMembership]] = relationship(
@@ -80,6 +92,27 @@ class ClinicMembership(db.Model):
     __table_args__ = (UniqueConstraint("user_id", "clinic_id", "role"),)
 
 
+class PasswordToken(db.Model):
+    """A one-time link to set a password: an invitation or an admin's reset. Hash only."""
+
+    __tablename__ = "password_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(16))  # "invite" or "reset"
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    used_at: Mapped[dt.datetime | None]
+
+    user: Mapped[StaffUser] = relationship(foreign_keys=[user_id])
+
+
 class LoginThrottle(db.Model):
     """Consecutive failed logins for one email address, whether or not it has an account.
 
@@ -99,7 +132,12 @@ class LoginThrottle(db.Model):
 
 
 class AuditEvent(db.Model):
-    """Who did or saw what, when, from where. Never holds PHI beyond the ids it points at."""
+    """Who did or saw what, when, from where.
+
+    A view records only ids. A change records the fields it changed, before and after: that
+    can be health information (a new phone number), so the table is guarded like the patient
+    tables it describes, and never logged or exported with the de-identified data.
+    """
 
     __tablename__ = "audit_event"
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Flask, redirect, url_for
 from flask.typing import ResponseReturnValue
+from flask_login import current_user
+
+from proms.auth.roles import ANY_STAFF, COORDINATION, requires
 
 
 def init_app(app: Flask) -> None:
@@ -12,5 +15,9 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(views.bp)
 
     @app.route("/")
+    @requires(ANY_STAFF)
     def index() -> ResponseReturnValue:
+        """Coordinators start at their worklist; clinicians at the patient list."""
+        if any(m.role in COORDINATION for m in current_user.memberships):
+            return redirect(url_for("admin.worklist"))
         return redirect(url_for("care.patients"))

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, SearchField
+from wtforms import HiddenField, IntegerField, SearchField, SelectField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, NumberRange, Optional, ValidationError
 
+from proms.care.services import FILTERS
+
+FILTER_CHOICES = [SelectChoice("", "Everyone")] + [SelectChoice(k, v) for k, v in FILTERS.items()]
 PAGE_VALIDATORS = [Optional(), NumberRange(min=1, max=100_000, message="There is no such page.")]
 
 
@@ -16,6 +20,7 @@ class PatientPageForm(FlaskForm):
         csrf = False
 
     page = IntegerField("Page", validators=PAGE_VALIDATORS)
+    filter = SelectField("Show", choices=FILTER_CHOICES, default="")
 
 
 class PatientSearchForm(FlaskForm):
@@ -28,6 +33,7 @@ class PatientSearchForm(FlaskForm):
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
     page = HiddenField("Page")
+    filter = SelectField("Show", choices=FILTER_CHOICES, default="")
 
     def validate_page(self, field: HiddenField) -> None:
         raw = field.data or "1"

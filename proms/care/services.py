@@ -6,11 +6,11 @@ import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from proms.admin.models import Enrollment, EnrollmentStatus, Patient
-from proms.scheduling.models import OPEN_STATUSES, Assessment
+from proms.scheduling.models import OPEN_STATUSES, Assessment, AssessmentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,17 +22,68 @@ class PatientSummary:
     open_assessments: int = 0
 
 
-def patient_list(visible: Select[tuple[Patient]], *, search: str = "") -> Select[tuple[Patient]]:
-    """The staff patient list: visible patients by name, optionally filtered by name or MRN."""
+# The patient list's filters: key -> label. Keys go in URLs; they name no patient.
+FILTERS = {
+    "open": "Questionnaire open now",
+    "overdue": "Overdue (closes within 2 days, not started)",
+    "active": "Active course",
+    "withdrawn": "Withdrawn",
+}
+OVERDUE_WITHIN = dt.timedelta(days=2)
+
+
+def patient_list(
+    visible: Select[tuple[Patient]],
+    *,
+    search: str = "",
+    filter_key: str = "",
+    now: dt.datetime | None = None,
+) -> Select[tuple[Patient]]:
+    """The staff patient list: visible patients by name, filtered by a search and a filter.
+
+    A search is split into words (commas and spaces), and every word must begin a name or be
+    part of the MRN: "Lopez, Alma", "alma lopez", "lop" and the MRN all find Alma Lopez.
+    """
     query = visible
-    if search:
-        pattern = f"%{_escape_like(search.strip().lower())}%"
+    for word in search.replace(",", " ").lower().split():
+        prefix = f"{_escape_like(word)}%"
+        inner = f"%{_escape_like(word)}%"
         query = query.where(
-            func.lower(Patient.family_name).like(pattern, escape="\\")
-            | func.lower(Patient.given_name).like(pattern, escape="\\")
-            | func.lower(Patient.mrn).like(pattern, escape="\\")
+            func.lower(Patient.family_name).like(prefix, escape="\\")
+            | func.lower(Patient.given_name).like(prefix, escape="\\")
+            | func.lower(Patient.family_name).like(f"% {_escape_like(word)}%", escape="\\")
+            | func.lower(Patient.mrn).like(inner, escape="\\")
         )
+    if filter_key:
+        query = query.where(_filter(filter_key, now or dt.datetime.now(dt.UTC)))
     return query.order_by(Patient.family_name, Patient.given_name, Patient.id)
+
+
+def _filter(key: str, now: dt.datetime) -> ColumnElement[bool]:
+    courses = select(Enrollment.id).where(Enrollment.patient_id == Patient.id)
+    if key == "active":
+        return courses.where(Enrollment.status == EnrollmentStatus.ACTIVE).exists()
+    if key == "withdrawn":
+        return courses.where(Enrollment.status == EnrollmentStatus.WITHDRAWN).exists()
+    open_now = (
+        select(Assessment.id)
+        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
+        .where(
+            Enrollment.patient_id == Patient.id,
+            Enrollment.status == EnrollmentStatus.ACTIVE,
+            Assessment.status.in_(OPEN_STATUSES),
+            Assessment.opens_at <= now,
+            Assessment.closes_at > now,
+        )
+    )
+    if key == "open":
+        return open_now.exists()
+    if key == "overdue":
+        return open_now.where(
+            Assessment.status == AssessmentStatus.SCHEDULED,
+            Assessment.closes_at <= now + OVERDUE_WITHIN,
+        ).exists()
+    raise ValueError(f"unknown filter {key!r}")
 
 
 def patient_summaries(

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import segno
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required
+from flask_login import current_user
+from markupsafe import Markup
 
 from proms.admin.models import Patient
+from proms.auth import roles
 from proms.auth.audit import audit_patient_view, request_info
-from proms.auth.models import Role
-from proms.auth.scoping import patient_or_404, visible_patients
+from proms.auth.roles import ANY_STAFF, COORDINATION, requires
+from proms.auth.scoping import visible_patients
 from proms.auth.services import record_event
 from proms.care import services
 from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
@@ -23,7 +26,7 @@ bp = Blueprint("care", __name__)
 
 
 @bp.route("/patients", methods=["GET", "POST"])
-@login_required
+@requires(ANY_STAFF)
 def patients() -> ResponseReturnValue:
     if request.method == "POST":
         form = PatientSearchForm()
@@ -31,38 +34,56 @@ def patients() -> ResponseReturnValue:
             form.form_errors.extend(form.page.errors)  # a hidden field has nowhere else to say it
             return render_template("care/patients.html", form=form, page=None), 400
         search, page_number = form.q.data or "", int(form.page.data or 1)
+        filter_key = form.filter.data or ""
     else:
         page_form = PatientPageForm(request.args)
-        form = PatientSearchForm(formdata=None)
+        form = PatientSearchForm(formdata=None, filter=request.args.get("filter", ""))
         if not page_form.validate():
-            form.form_errors.extend(page_form.page.errors)
+            form.form_errors.extend(page_form.page.errors + page_form.filter.errors)
             return render_template("care/patients.html", form=form, page=None), 400
         search, page_number = "", page_form.page.data or 1
+        filter_key = page_form.filter.data or ""
 
     page = db.paginate(
-        services.patient_list(visible_patients(current_user), search=search),
+        services.patient_list(
+            visible_patients(current_user), search=search, filter_key=filter_key, now=utcnow()
+        ),
         page=page_number,
         per_page=current_app.config["PATIENTS_PER_PAGE"],
         error_out=False,
     )
+    if page_number > max(page.pages, 1):
+        abort(404)  # past the last page: not an empty list that looks like "no patients"
     shown = [row.id for row in page.items]
     record_event(
         db.session,
         "patient.list",
         actor=current_user._get_current_object(),
         origin=request_info(),
-        detail={"page": page.page, "searched": bool(search), "patient_ids": shown},
+        detail={
+            "page": page.page,
+            "searched": bool(search),
+            "filter": filter_key,
+            "patient_ids": shown,
+        },
     )
     summaries = services.patient_summaries(db.session, shown, utcnow())
     html = render_template(
-        "care/patients.html", form=form, page=page, search=search, summaries=summaries
+        "care/patients.html",
+        form=form,
+        page=page,
+        search=search,
+        filter_key=filter_key,
+        filters=services.FILTERS,
+        summaries=summaries,
+        can_enroll=any(m.role in COORDINATION for m in current_user.memberships),
     )
     db.session.commit()
     return html
 
 
 @bp.route("/instruments")
-@login_required
+@requires(ANY_STAFF)
 def instruments() -> ResponseReturnValue:
     """Which questionnaires this deployment has, where their wording and tables come from."""
     registry = deployment_registry(db.session)
@@ -85,9 +106,9 @@ TABLE_STATUS_LABELS = {
 
 
 @bp.route("/patients/<id:patient_id>")
-@login_required
+@requires(ANY_STAFF)
 def patient(patient_id: int) -> ResponseReturnValue:
-    found = patient_or_404(db.session, current_user, patient_id)
+    found = roles.patient_for(db.session, patient_id)
     audit_patient_view("patient.view", found)
     now = utcnow()
     html = render_template(
@@ -96,24 +117,32 @@ def patient(patient_id: int) -> ResponseReturnValue:
         now=now,
         open_assessment=open_assessment_of(db.session, found, now),
         can_make_links=_can_make_links(found),
+        coordinates=_can_make_links(found),
         link_form=LinkForm(),
     )
     db.session.commit()
     return html
 
 
+QR_NAME = "QR code of the patient link"
+
+
+def qr_svg(url: str) -> Markup:
+    """The link as a QR code, inline SVG made on the server (no script, nothing fetched)."""
+    svg = segno.make(url, error="m").svg_inline(scale=5, border=2, title=QR_NAME)
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{QR_NAME}" ', 1)
+    return Markup(svg)  # noqa: S704 - segno writes path data from the URL's bits and our title
+
+
 def _can_make_links(patient: Patient) -> bool:
-    roles = current_user.roles_in(patient.clinic_id)
-    return bool(roles & {Role.COORDINATOR, Role.ADMIN})
+    return bool(current_user.roles_in(patient.clinic_id) & COORDINATION)
 
 
 @bp.route("/patients/<id:patient_id>/link", methods=["POST"])
-@login_required
+@requires(COORDINATION)
 def make_link(patient_id: int) -> ResponseReturnValue:
     """A new link to the patient's open questionnaire, shown once, for a call by phone."""
-    found = patient_or_404(db.session, current_user, patient_id)
-    if not _can_make_links(found):
-        abort(403)
+    found = roles.patient_for(db.session, patient_id)
     try:
         assessment, raw = make_staff_link(
             db.session,
@@ -128,6 +157,7 @@ def make_link(patient_id: int) -> ResponseReturnValue:
         flash(str(exc), "info" if isinstance(exc, NoOpenQuestionnaire) else "error")
         return redirect(url_for("care.patient", patient_id=found.id), 303)
     audit_patient_view("link.created", found, {"assessment_id": assessment.id})
-    html = render_template("care/link.html", patient=found, url=link_url(current_app.config, raw))
+    url = link_url(current_app.config, raw)
+    html = render_template("care/link.html", patient=found, url=url, qr_svg=qr_svg(url))
     db.session.commit()
     return html

@@ -198,17 +198,25 @@ class _Baseline:
 
 
 def _baseline_scores(session: Session, enrollment: Enrollment) -> Sequence[Score]:
-    """The scores of the enrollment's first time point (the protocol's baseline), one query."""
+    """The scores of the enrollment's first time point (the protocol's baseline), one query.
+
+    A returning patient's course may reuse the baseline of an earlier course
+    (`baseline_from_id`): then that course's baseline scores are the ones compared with.
+    """
+    source_id = enrollment.baseline_from_id or enrollment.id
+    source_protocol = (
+        select(Enrollment.protocol_id).where(Enrollment.id == source_id).scalar_subquery()
+    )
     first_key = (
         select(ProtocolTimepoint.key)
-        .where(ProtocolTimepoint.protocol_id == enrollment.protocol_id)
+        .where(ProtocolTimepoint.protocol_id == source_protocol)
         .order_by(ProtocolTimepoint.position)
         .limit(1)
         .scalar_subquery()
     )
     return session.scalars(
         select(Score)
-        .where(Score.enrollment_id == enrollment.id, Score.timepoint_key == first_key)
+        .where(Score.enrollment_id == source_id, Score.timepoint_key == first_key)
         .order_by(Score.id)
     ).all()
 

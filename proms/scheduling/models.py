@@ -123,6 +123,8 @@ class Notification(db.Model):
     sent_at: Mapped[dt.datetime | None]
     provider_message_id: Mapped[str | None] = mapped_column(String(200))
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Why a cancelled message is not sent: "opted_out", "no_contact", "completed", ...
+    cancel_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     patient: Mapped[Patient] = relationship()

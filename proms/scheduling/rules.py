@@ -7,6 +7,7 @@ and reused by the scheduler, the enrollment service and reports alike.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -74,3 +75,149 @@ def assessment_windows(
             )
         )
     return windows
+
+
+# Planned messages ------------------------------------------------------------------------------
+
+
+class Skip(enum.StrEnum):
+    """Why a planned message will not be sent. The values are stored as the row's cancel reason."""
+
+    OPTED_OUT = "opted_out"
+    NO_CONTACT = "no_contact"  # no address for any channel the protocol allows
+    BY_PHONE = "by_phone"  # the patient asked to be reached by phone, not by messages
+    QUIET_HOURS = "quiet_hours"  # moved out of quiet hours, it would fall after the window
+    WINDOW_CLOSED = "window_closed"  # its time is after the window closes
+    PASSED = "passed"  # a reminder whose time had passed when it was planned
+
+
+SKIP_LABELS = {
+    Skip.OPTED_OUT: "the patient opted out of messages",
+    Skip.NO_CONTACT: "no email or mobile number on file for the protocol's channels",
+    Skip.BY_PHONE: "the patient is reached by phone, not by messages",
+    Skip.QUIET_HOURS: "quiet hours last until after the window closes",
+    Skip.WINDOW_CLOSED: "the window has closed by then",
+    Skip.PASSED: "its time had already passed when it was planned",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """What planning needs to know of a patient."""
+
+    time_zone: str
+    preferred_channel: str  # "email", "sms" or "none"
+    has_email: bool
+    has_phone: bool
+    opted_out: bool
+
+    def channel(self, allowed: Sequence[str]) -> tuple[str | None, Skip | None]:
+        """The channel to use, in the protocol's order of preference after the patient's own."""
+        if self.preferred_channel == "none":
+            return None, Skip.BY_PHONE
+        reachable = {"email": self.has_email, "sms": self.has_phone}
+        order = [self.preferred_channel, *allowed] if self.preferred_channel in allowed else allowed
+        for channel in order:
+            if reachable.get(channel):
+                return channel, (Skip.OPTED_OUT if self.opted_out else None)
+        return None, (Skip.OPTED_OUT if self.opted_out else Skip.NO_CONTACT)
+
+
+@dataclass(frozen=True, slots=True)
+class QuietHours:
+    """Local times when no message goes out; `start` after `end` wraps midnight (21:00-08:00)."""
+
+    start: dt.time
+    end: dt.time
+
+    def contains(self, wall: dt.time) -> bool:
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= wall < self.end
+        return wall >= self.start or wall < self.end
+
+    def next_allowed(self, local: dt.datetime) -> dt.datetime:
+        """`local` if it is outside quiet hours, else the end of the quiet hours it falls in."""
+        wall = local.time().replace(tzinfo=None)
+        if not self.contains(wall):
+            return local
+        day = local.date()
+        if self.start > self.end and wall >= self.start:
+            day += dt.timedelta(days=1)
+        zone = local.tzinfo
+        assert isinstance(zone, ZoneInfo)
+        return local_instant(day, self.end, zone).astimezone(zone)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """One invitation or reminder of one assessment window."""
+
+    timepoint_key: str
+    kind: str  # "invite" or "reminder"
+    number: int  # 0 for the invitation, 1, 2, ... for reminders
+    channel: str | None
+    send_at: dt.datetime  # UTC
+    local_at: dt.datetime  # the same instant in the patient's zone
+    skip: Skip | None = None
+    moved_for_quiet_hours: bool = False
+
+    @property
+    def sendable(self) -> bool:
+        return self.skip is None
+
+    @property
+    def label(self) -> str:
+        return "Invitation" if self.kind == "invite" else f"Reminder {self.number}"
+
+
+def plan_messages(
+    window: AssessmentWindow,
+    rule: TimepointRule,
+    reminder_offsets_days: Sequence[int],
+    recipient: Recipient,
+    channels: Sequence[str],
+    quiet: QuietHours,
+    now: dt.datetime,
+) -> list[PlannedMessage]:
+    """The invitation and reminders of one window, each with its time or why it is skipped.
+
+    The invitation goes when the window opens (at once if enrolment comes later); reminders go
+    the given days after the invitation, at the same local time. A time inside quiet hours moves
+    to their end. Nothing is planned after the window closes, and reminders whose time has
+    already passed are not sent late in a burst.
+    """
+    zone = ZoneInfo(recipient.time_zone)
+    channel, contact_skip = recipient.channel(channels)
+    invite_local = window.opens_at.astimezone(zone)
+    messages = []
+    times = [(0, invite_local)]
+    for number, days in enumerate(sorted(reminder_offsets_days), start=1):
+        day = invite_local.date() + dt.timedelta(days=days)
+        times.append((number, local_instant(day, rule.send_time_local, zone).astimezone(zone)))
+    for number, planned in times:
+        skip: Skip | None = None
+        if number == 0 and planned < now:
+            planned = now.astimezone(zone)
+        moved = quiet.next_allowed(planned)
+        if now >= window.closes_at or planned >= window.closes_at:
+            skip = Skip.WINDOW_CLOSED
+        elif moved >= window.closes_at:
+            skip = Skip.QUIET_HOURS
+        elif number > 0 and moved < now:
+            skip = Skip.PASSED
+        skip = skip or contact_skip
+        messages.append(
+            PlannedMessage(
+                timepoint_key=window.key,
+                kind="invite" if number == 0 else "reminder",
+                number=number,
+                channel=channel,
+                send_at=moved.astimezone(dt.UTC),
+                local_at=moved,
+                skip=skip,
+                moved_for_quiet_hours=moved != planned,
+            )
+        )
+    return messages

@@ -1,4 +1,4 @@
-"""Scheduling services: turn an enrollment into assessments. Flush, never commit."""
+"""Scheduling services: sweeps over assessments. Flush, never commit."""
 
 from __future__ import annotations
 
@@ -9,36 +9,6 @@ from sqlalchemy.orm import Session
 
 from proms.admin.models import Enrollment, EnrollmentStatus
 from proms.scheduling.models import OPEN_STATUSES, Assessment, AssessmentStatus
-from proms.scheduling.rules import TimepointRule, assessment_windows
-
-
-def create_assessments(session: Session, enrollment: Enrollment) -> list[Assessment]:
-    """Create one assessment per time point of the enrollment's protocol version."""
-    timepoints = enrollment.protocol.timepoints
-    rules = [
-        TimepointRule(
-            key=tp.key,
-            offset_days=tp.offset_days,
-            window_before_days=tp.window_before_days,
-            window_after_days=tp.window_after_days,
-            send_time_local=tp.send_time_local,
-        )
-        for tp in timepoints
-    ]
-    windows = assessment_windows(enrollment.anchor_on, rules, enrollment.patient.time_zone)
-    assessments = [
-        Assessment(
-            enrollment=enrollment,
-            timepoint=tp,
-            opens_at=window.opens_at,
-            due_at=window.due_at,
-            closes_at=window.closes_at,
-        )
-        for tp, window in zip(timepoints, windows, strict=True)
-    ]
-    session.add_all(assessments)
-    session.flush()
-    return assessments
 
 
 def expire_closed_assessments(session: Session, now: dt.datetime) -> int:

@@ -89,6 +89,11 @@ class SurveyResponse(db.Model):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     submitted_at: Mapped[dt.datetime | None]
+    # Answers staff typed in from paper or a phone call; None when the patient answered.
+    entered_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    entry_source: Mapped[str | None] = mapped_column(String(16))
 
     assessment: Mapped[Assessment] = relationship(back_populates="responses")
     instrument: Mapped[Instrument] = relationship()

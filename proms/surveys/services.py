@@ -130,8 +130,12 @@ class Part:
 
 
 def definitions_to_send(registry: Registry, assessment: Assessment) -> list[InstrumentDefinition]:
-    """The current definitions of the time point's instruments, in the protocol's order."""
-    return [registry.get(code) for code in assessment.timepoint.instrument_codes]
+    """The time point's instruments in the versions it pins, in the protocol's order."""
+    timepoint = assessment.timepoint
+    return [
+        registry.get(code, timepoint.instrument_versions.get(code))
+        for code in timepoint.instrument_codes
+    ]
 
 
 def check_sendable(
@@ -350,7 +354,7 @@ def submit(
             Notification.assessment_id == locked.id,
             Notification.status == NotificationStatus.PENDING,
         )
-        .values(status=NotificationStatus.CANCELLED)
+        .values(status=NotificationStatus.CANCELLED, cancel_reason="completed")
         .execution_options(synchronize_session=False)
     )
     session.flush()

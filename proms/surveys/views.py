@@ -23,6 +23,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from proms.auth.roles import public
 from proms.catalog.services import deployment_registry
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
@@ -79,6 +80,7 @@ def _state_page(check: links.LinkCheck, token: str | None = None) -> ResponseRet
 
 
 @bp.route("/<token>", methods=["GET"])
+@public
 @limiter.limit(_link_limit)
 def landing(token: str) -> ResponseReturnValue:
     """Opening a link changes nothing: mail scanners and previews fetch links too."""
@@ -101,6 +103,7 @@ def landing(token: str) -> ResponseReturnValue:
 
 
 @bp.route("/<token>", methods=["POST"])
+@public
 @limiter.limit(_link_limit)
 def start(token: str) -> ResponseReturnValue:
     """ "Start": trade the link for the survey cookie and continue on URLs without it."""
@@ -137,6 +140,7 @@ def start(token: str) -> ResponseReturnValue:
 
 
 @bp.route("/<token>/new-link", methods=["POST"])
+@public
 @limiter.limit(_link_limit)
 def new_link(token: str) -> ResponseReturnValue:
     now = utcnow()
@@ -211,6 +215,7 @@ def _resume_url(plan: survey.SurveyPlan) -> str:
 
 
 @bp.route("/check", methods=["GET", "POST"])
+@public
 @limiter.limit(_identity_limit, methods=["POST"])
 @survey_page
 def identity(current: _Current) -> ResponseReturnValue:
@@ -257,6 +262,7 @@ def identity(current: _Current) -> ResponseReturnValue:
 
 
 @bp.route("/q/<int:number>", methods=["GET", "POST"])
+@public
 @survey_page
 def question(current: _Current, number: int) -> ResponseReturnValue:
     plan = survey.load_plan(current.assessment)
@@ -308,6 +314,7 @@ def _question_page(plan, asked, form, back_to_review, part, status=200):  # type
 
 
 @bp.route("/review", methods=["GET"])
+@public
 @survey_page
 def review(current: _Current) -> ResponseReturnValue:
     """Send, or look over one questionnaire at a time: the whole list is 3,500 px on a phone."""
@@ -316,6 +323,7 @@ def review(current: _Current) -> ResponseReturnValue:
 
 
 @bp.route("/review/<int:part>", methods=["GET"])
+@public
 @survey_page
 def review_part(current: _Current, part: int) -> ResponseReturnValue:
     """One questionnaire's answers, each with a link to change it."""
@@ -340,6 +348,7 @@ def _review_part_arg() -> int | None:
 
 
 @bp.route("/submit", methods=["POST"])
+@public
 @survey_page
 def submit(current: _Current) -> ResponseReturnValue:
     try:
@@ -352,6 +361,7 @@ def submit(current: _Current) -> ResponseReturnValue:
 
 
 @bp.route("/done", methods=["GET"])
+@public
 @survey_page
 def done(current: _Current) -> ResponseReturnValue:
     if current.check.state is not links.LinkState.COMPLETED:

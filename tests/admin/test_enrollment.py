@@ -29,18 +29,19 @@ def test_enrollment_creates_one_assessment_per_timepoint(world: World) -> None:
     assert keys == ["baseline", "end_of_course", "month_1", "month_3", "month_6"]
     assert all(a.status is AssessmentStatus.SCHEDULED for a in assessments)
     baseline = assessments[0]
-    # Baseline: opens 14 days before the first infusion at 09:00 New York time (EDT in May).
-    assert baseline.opens_at == dt.datetime(2026, 5, 18, 13, 0, tzinfo=dt.UTC)
-    assert baseline.due_at == dt.datetime(2026, 6, 1, 13, 0, tzinfo=dt.UTC)
+    # Baseline: opens 14 days before the first infusion at 10:00 New York time (EDT in May).
+    assert baseline.opens_at == dt.datetime(2026, 5, 18, 14, 0, tzinfo=dt.UTC)
+    assert baseline.due_at == dt.datetime(2026, 6, 1, 14, 0, tzinfo=dt.UTC)
     assert baseline.closes_at == dt.datetime(2026, 6, 2, 4, 0, tzinfo=dt.UTC)
-    # End of course is the fifth infusion day (anchor + 4) at 16:00 local.
-    assert assessments[1].due_at == dt.datetime(2026, 6, 5, 20, 0, tzinfo=dt.UTC)
+    # End of course is the fifth infusion day (anchor + 4), its window a week after it.
+    assert assessments[1].due_at == dt.datetime(2026, 6, 5, 14, 0, tzinfo=dt.UTC)
+    assert assessments[1].closes_at == dt.datetime(2026, 6, 13, 4, 0, tzinfo=dt.UTC)
 
 
 def test_enrollment_uses_the_patients_time_zone(world: World) -> None:
     patient = add_patient(world.clinic_a, "TZ1", time_zone="America/Los_Angeles")
     enrollment = enroll_patient(db.session, patient, world.protocol_a, dt.date(2026, 1, 5))
-    assert enrollment.assessments[0].due_at.hour == 17  # 09:00 PST
+    assert enrollment.assessments[0].due_at.hour == 18  # 10:00 PST
 
 
 def test_a_protocol_of_another_clinic_is_refused(world: World) -> None:

@@ -46,7 +46,7 @@ def test_login_page_has_a_csrf_protected_form(client) -> None:
 def test_right_password_logs_in_and_audits(client, world: World) -> None:
     response = login(client, "clinician@a.example.org")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/patients"
+    assert response.headers["Location"] == "/"  # the start page: by role, worklist or patients
     assert audit_actions("clinician@a.example.org") == [("login.succeeded", True)]
     assert fetch_user("clinician@a.example.org").last_login_at is not None
 
@@ -152,10 +152,10 @@ def test_a_lock_on_one_address_leaves_others_alone(client, world: World) -> None
     ("target", "expected"),
     [
         ("/patients?page=2", "/patients?page=2"),
-        ("https://evil.example.com/", "/patients"),
-        ("//evil.example.com/", "/patients"),
-        ("/\\evil.example.com", "/patients"),
-        ("javascript:alert(1)", "/patients"),
+        ("https://evil.example.com/", "/"),
+        ("//evil.example.com/", "/"),
+        ("/\\evil.example.com", "/"),
+        ("javascript:alert(1)", "/"),
     ],
 )
 def test_next_only_follows_local_paths(client, world: World, target: str, expected: str) -> None:
@@ -253,7 +253,7 @@ def test_logged_in_user_visiting_login_goes_to_patients(client, world: World) ->
     login(client, "clinician@a.example.org")
     response = client.get("/login")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/patients"
+    assert response.headers["Location"] == "/"  # the start page: by role, worklist or patients
 
 
 @pytest.mark.parametrize("target", ["////evil.example/phish", "///evil.example", "//evil"])
@@ -267,7 +267,7 @@ def test_next_refuses_every_protocol_relative_form(client, world: World, target:
             "csrf_token": csrf_token(client),
         },
     )
-    assert response.headers["Location"] == "/patients"
+    assert response.headers["Location"] == "/"  # the start page: by role, worklist or patients
 
 
 def test_sign_in_attempts_are_rate_limited_per_client(make_app, world: World) -> None:

@@ -32,7 +32,9 @@ def test_a_coordinator_creates_a_link_shown_once(staff_client, world: World) -> 
         data={"csrf_token": csrf_token(client, f"/patients/{patient.id}")},
     )
     assert response.status_code == 200
-    url = re.search(r"<code>(http://[^<]+)</code>", response.get_data(as_text=True)).group(1)
+    body = response.get_data(as_text=True)
+    url = re.search(r"<code[^>]*>(http://[^<]+)</code>", body).group(1)
+    assert '<svg role="img" aria-label="QR code of the patient link"' in body
     token = url.rsplit("/", 1)[1]
     assert check_token(find_token(db.session, token), utcnow()).state is LinkState.OK
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "link.created"))

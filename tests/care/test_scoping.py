@@ -186,10 +186,14 @@ def test_own_clinics_patients_are_shown(
 ) -> None:
     rule = _rule(app, route)
     client = staff_client(world.user("a", role))
+    allowed = app.view_functions[rule.endpoint].allowed_roles
     for method in _methods(rule):
         for patient in world.patients_a:
             response = _request(client, method, _url(app, rule, patient.id))
-            if method in SAFE_METHODS:
+            if role not in allowed:
+                # Staff of the clinic, in a role without this action: forbidden, not "not found".
+                assert response.status_code == 403, (method, route, role)
+            elif method in SAFE_METHODS:
                 assert response.status_code == 200, (method, route, patient.mrn)
                 assert patient.family_name in response.get_data(as_text=True)
             else:
@@ -279,12 +283,14 @@ def test_patient_list_pages_never_reach_another_clinic(
     client = staff_client(world.user("a", Role.CLINICIAN))
     listed: set[int] = set()
     searched: set[int] = set()
-    for page in range(1, 10):
+    last = (len(own) + 1) // 2
+    for page in range(1, last + 2):
+        expected = 200 if page <= last else 404  # past the last page: not found
         response = client.get(f"/patients?page={page}")
-        assert response.status_code == 200
+        assert response.status_code == expected
         listed |= _listed_ids(response.get_data(as_text=True))
         response = _search(client, "Test", page=page)  # matches every patient of both clinics
-        assert response.status_code == 200
+        assert response.status_code == expected
         searched |= _listed_ids(response.get_data(as_text=True))
     assert listed == {row.id for row in own}
     assert searched == {row.id for row in own}
@@ -368,9 +374,11 @@ def test_member_of_both_clinics_sees_both(
     assert _listed_ids(search) == {p.id for p in everyone if p is not quixote}
 
     rule = _rule(app, route)
+    allowed = app.view_functions[rule.endpoint].allowed_roles
     for patient in everyone:
         response = client.get(_url(app, rule, patient.id))
-        assert response.status_code == 200, patient.mrn
+        held = Role.CLINICIAN if patient in world.patients_a else Role.COORDINATOR
+        assert response.status_code == (200 if held in allowed else 403), patient.mrn
 
     # Clinic B's own staff still see clinic B alone.
     b_body = staff_client(world.user("b", Role.CLINICIAN)).get("/patients").get_data(as_text=True)
@@ -388,7 +396,12 @@ def test_every_patient_view_is_audited(
     rule = _rule(app, route)
     user = world.user("a", role)
     client = staff_client(user)
+    allowed = app.view_functions[rule.endpoint].allowed_roles
     for patient in world.patients_a:
+        if role not in allowed:
+            assert client.get(_url(app, rule, patient.id)).status_code == 403
+            assert _view_events(patient.id) == []
+            continue
         assert client.get(_url(app, rule, patient.id)).status_code == 200
         events = _view_events(patient.id)
         assert len(events) == 1, events

@@ -26,8 +26,10 @@ from tests.e2e.helpers import (
     CHROMIUM_ARGS,
     HERE,
     SCREENSHOTS,
+    WIDTHS,
     LiveServer,
     QuietHandler,
+    Visit,
     missing_tool,
 )
 from tests.helpers import in_ci
@@ -95,3 +97,23 @@ def shoot() -> Callable[[Page, str], None]:
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
     return save
+
+
+@pytest.fixture(params=WIDTHS)
+def visit(
+    request: pytest.FixtureRequest,
+    live_server: LiveServer,
+    browser: Browser,
+    shoot: Callable[[Page, str], None],
+) -> Visit:
+    """The test's browser, once at a phone's width and once at a desktop's."""
+    viewport, is_mobile = request.param
+    context = live_server.new_context(browser, viewport=viewport, is_mobile=is_mobile)
+    return Visit(
+        live=live_server,
+        page=context.new_page(),
+        width=viewport["width"],
+        label="phone" if is_mobile else "desktop",
+        shoot=shoot,
+        prefix=getattr(request.module, "SCREENSHOT_PREFIX", "page"),
+    )

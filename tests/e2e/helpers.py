@@ -9,16 +9,26 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+import pytest
 from flask import Flask
 from werkzeug.serving import WSGIRequestHandler
 
+from proms.admin.models import Clinic
+from proms.admin.services import create_clinic
+from proms.auth.models import Role
+from proms.auth.passwords import hasher_from_config
+from proms.auth.services import create_staff
+from proms.db import db
+from tests.helpers import PASSWORD
+
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, Request, Response
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request, Response
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -167,3 +177,73 @@ def sideways_overflow(page: Page, width: int) -> str | None:
         return None
     culprits = page.evaluate(WIDER_THAN_VIEWPORT, width)
     return f"{scroll_width} px wide in a {width} px viewport; too wide: {culprits}"
+
+
+# A staff member's browser at one width -------------------------------------------------------
+
+# Phone (390 x 844, a touch device) and desktop widths; the `visit` fixture runs a test at both.
+WIDTHS = [
+    pytest.param(({"width": 390, "height": 844}, True), id="phone"),
+    pytest.param(({"width": 1280, "height": 800}, False), id="desktop"),
+]
+
+
+@dataclass
+class Visit:
+    """One browser at one width: `look` checks and photographs the page it is on.
+
+    Screenshots are named <prefix>-<page>-<phone|desktop>.png; set `prefix` per test module.
+    """
+
+    live: LiveServer
+    page: Page
+    width: int
+    label: str
+    shoot: Callable[[Page, str], None]
+    prefix: str = "page"
+    overflowing: list[str] = field(default_factory=list)
+
+    def look(self, name: str) -> None:
+        if problem := sideways_overflow(self.page, self.width):
+            self.overflowing.append(f"{name}: {problem}")
+        check_axe(self.page, f"{self.prefix}-{name}-{self.label}")
+        self.shoot(self.page, f"{self.prefix}-{name}-{self.label}")
+
+    def sign_in(self, email: str, password: str = PASSWORD) -> None:
+        self.page.goto(f"{self.live.url}/login")
+        self.page.get_by_label("Email").fill(email)
+        self.page.get_by_label("Password").fill(password)
+        self.page.get_by_role("button", name="Sign in").click()
+
+    def heading(self) -> Locator:
+        return self.page.get_by_role("heading", level=1)
+
+    def flash(self) -> Locator:
+        return self.page.locator(".flash")
+
+    def nav(self, name: str) -> None:
+        self.page.get_by_role("navigation", name="Main").get_by_role("link", name=name).click()
+
+    def done(self, *expected: tuple[int, str]) -> None:
+        """Nothing overflowed, and no error responses but the `expected` ones (bad input)."""
+        assert not self.overflowing, "\n".join(self.overflowing)
+        assert not self.live.unexpected_failures(*expected), self.live.failures
+
+
+def seed_clinic(
+    live: LiveServer, email: str, role: Role, time_zone: str = "America/New_York"
+) -> Clinic:
+    """Riverside Pain Clinic (the bundled protocol installed) and one staff member."""
+    clinic = create_clinic(
+        db.session, slug="riverside", name="Riverside Pain Clinic", time_zone=time_zone
+    )
+    create_staff(
+        db.session,
+        hasher_from_config(live.app.config),
+        email=email,
+        full_name="Rosa Ramirez-Castellanos",
+        password=PASSWORD,
+        clinic=clinic,
+        role=role,
+    )
+    return clinic

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import proms.models  # noqa: F401 - every mapper, so that Assessment can be configured
 from proms.scheduling.models import Assessment, AssessmentStatus
 
 UTC = dt.UTC

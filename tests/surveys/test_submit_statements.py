@@ -47,7 +47,7 @@ def _protocol_with(world: World, codes: tuple[str, ...], slug: str):  # type: ig
     spec["slug"] = slug
     spec["timepoints"] = [tp for tp in spec["timepoints"] if tp["key"] in ("baseline", "month_1")]
     for tp in spec["timepoints"]:
-        tp["instrument_codes"] = list(codes)
+        tp["instruments"] = [{"code": code} for code in codes]
     return install_protocol(db.session, world.clinic_a, spec)
 
 

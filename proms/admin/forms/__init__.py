@@ -1,0 +1,1 @@
+"""Coordinator workspace forms, one module per area."""
