@@ -184,13 +184,14 @@ def plan_messages(
     """The invitation and reminders of one window, each with its time or why it is skipped.
 
     The invitation goes when the window opens (at once if enrolment comes later); reminders go
-    the given days after the invitation, at the same local time. A time inside quiet hours moves
-    to their end. Nothing is planned after the window closes, and reminders whose time has
-    already passed are not sent late in a burst.
+    the given days after the invitation's day, at the time point's local send time. A time
+    inside quiet hours moves to their end. Nothing is planned after the window closes, and
+    nothing is planned in the past (no burst of late reminders).
     """
     zone = ZoneInfo(recipient.time_zone)
     channel, contact_skip = recipient.channel(channels)
-    invite_local = window.opens_at.astimezone(zone)
+    # The invitation goes when the window opens, or now when enrolment comes later.
+    invite_local = max(window.opens_at, now).astimezone(zone)
     messages = []
     times = [(0, invite_local)]
     for number, days in enumerate(sorted(reminder_offsets_days), start=1):
@@ -198,8 +199,6 @@ def plan_messages(
         times.append((number, local_instant(day, rule.send_time_local, zone).astimezone(zone)))
     for number, planned in times:
         skip: Skip | None = None
-        if number == 0 and planned < now:
-            planned = now.astimezone(zone)
         moved = quiet.next_allowed(planned)
         if now >= window.closes_at or planned >= window.closes_at:
             skip = Skip.WINDOW_CLOSED

@@ -93,14 +93,25 @@ def test_quiet_hours_past_the_window_skip_the_message() -> None:
     assert invite.skip is Skip.QUIET_HOURS
 
 
-def test_enrolling_late_invites_now_and_drops_reminders_already_past() -> None:
+def test_enrolling_late_invites_now_and_reminds_counting_from_then() -> None:
     now = dt.datetime(2026, 3, 10, 16, 0, tzinfo=UTC)  # 12:00 in New York, window open
     invite, first, second = plan(now=now)
     assert invite.send_at == now
     assert invite.sendable
-    assert first.skip is Skip.PASSED  # was due on 2026-03-08: not sent late in a burst
+    # Not on the days counted from the window's opening (already past): from the invitation.
+    assert first.local_at == dt.datetime(2026, 3, 12, 10, 0, tzinfo=NEW_YORK)
+    assert second.local_at == dt.datetime(2026, 3, 15, 10, 0, tzinfo=NEW_YORK)
+    assert first.sendable
     assert second.sendable
-    assert second.local_at.date() == dt.date(2026, 3, 11)
+
+
+def test_enrolling_near_the_end_of_a_window_drops_reminders_after_it() -> None:
+    now = dt.datetime(2026, 4, 1, 16, 0, tzinfo=UTC)  # the window's last day is 2026-04-03
+    invite, first, second = plan(now=now)
+    assert invite.sendable
+    assert first.local_at.date() == dt.date(2026, 4, 3)
+    assert first.sendable
+    assert second.skip is Skip.WINDOW_CLOSED
 
 
 def test_enrolling_late_at_night_invites_in_the_morning() -> None:
