@@ -26,6 +26,22 @@ SIDE_EFFECTS = {
 }
 
 
+# The first infusion days a course may have: a year outside these is a typo (and far enough
+# out, a schedule's dates would not fit in a date at all).
+FIRST_ANCHOR = dt.date(1900, 1, 1)
+LAST_ANCHOR = dt.date(2999, 12, 31)
+
+
+def check_anchor_on(value: dt.date) -> dt.date:
+    """The first infusion day, or AdminError when its year cannot be right."""
+    if not FIRST_ANCHOR <= value <= LAST_ANCHOR:
+        raise AdminError(
+            f"The first infusion day must be between {FIRST_ANCHOR.year} and "
+            f"{LAST_ANCHOR.year}: check the year."
+        )
+    return value
+
+
 def course_days(enrollment: Enrollment) -> list[TreatmentSession]:
     """Every infusion day of the course: the recorded ones, and the rest as planned (unsaved)."""
     recorded = {s.day_number: s for s in enrollment.sessions}

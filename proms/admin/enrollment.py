@@ -195,7 +195,7 @@ def reusable_baselines(session: Session, patient: Patient, anchor_on: dt.date) -
         baseline = _baseline_assessment(enrollment)
         if baseline is None or baseline.completed_at is None:
             continue
-        age = anchor_on - baseline.completed_at.date()
+        age = anchor_on - _local_day(baseline.completed_at, patient)
         if dt.timedelta(0) <= age <= dt.timedelta(days=days):
             found.append(enrollment)
     return found
@@ -208,12 +208,17 @@ def check_baseline_reuse(
     if earlier.patient_id != patient.id or baseline is None or baseline.completed_at is None:
         raise EnrollmentError("That course has no answered baseline of this patient to reuse.")
     days = patient.clinic.baseline_reuse_days
-    age = anchor_on - baseline.completed_at.date()
+    age = anchor_on - _local_day(baseline.completed_at, patient)
     if not dt.timedelta(0) <= age <= dt.timedelta(days=days):
         raise EnrollmentError(
             f"That baseline was answered {age.days} days before the new course; the clinic "
             f"reuses baselines up to {days} days old. Give the course its own baseline."
         )
+
+
+def _local_day(moment: dt.datetime, patient: Patient) -> dt.date:
+    """The day on the patient's calendar (what "answered N days before" counts)."""
+    return moment.astimezone(ZoneInfo(patient.time_zone)).date()
 
 
 def _baseline_assessment(enrollment: Enrollment) -> Assessment | None:
@@ -318,6 +323,12 @@ def enroll(
 ) -> Enrollment:
     """Start a treatment course: the enrollment, its assessments and their outbox rows."""
     lock(session, patient)
+    # A shared lock: enrollments on one version do not wait for each other, but an edit of the
+    # version in place (proms.admin.protocol_editing.save_edit) waits for them, and they for it.
+    session.scalar(select(Protocol.id).where(Protocol.id == protocol.id).with_for_update(read=True))
+    session.refresh(protocol)
+    if not protocol.is_active:
+        raise EnrollmentError("This protocol version is retired; enroll with the current version.")
     check_not_enrolled(session, patient, protocol, anchor_on)
     plan = plan_enrollment(patient, protocol, anchor_on, now, baseline_from=baseline_from)
     enrollment = Enrollment(
@@ -460,28 +471,100 @@ def change_anchor(
     return changes
 
 
+# Why a message was cancelled when planning (or re-planning) decided it: such a row is planned
+# again when its cause goes away. Rows cancelled by what happened (answered, withdrawn) stay.
+REPLANNABLE = frozenset({"rescheduled", *(skip.value for skip in Skip)})
+
+
 def replace_messages(
     session: Session, assessment: Assessment, messages: Sequence[PlannedMessage]
-) -> None:
-    """Write the window's planned messages, skipping keys that exist (a window moved back)."""
+) -> int:
+    """Make the window's outbox rows match its planned messages; returns how many will go.
+
+    A row of the plan that exists is brought up to date if it was pending or cancelled by
+    planning; one sent (or failed, or uncertain) stays as it was: nobody gets a message twice.
+    A pending row the plan no longer has (an old window's, another channel's) is cancelled.
+    """
     existing = {
         row.idempotency_key: row
         for row in session.scalars(
             select(Notification).where(Notification.assessment_id == assessment.id)
         )
     }
+    planned = {
+        message_key(assessment, m): m
+        for m in messages
+        if m.skip not in (Skip.WINDOW_CLOSED, Skip.PASSED)
+    }
+    for key, row in existing.items():
+        if key not in planned and row.status is NotificationStatus.PENDING:
+            row.status = NotificationStatus.CANCELLED
+            row.cancel_reason = "rescheduled"
     fresh = []
-    for message in messages:
-        row = existing.get(message_key(assessment, message))
+    for key, message in planned.items():
+        row = existing.get(key)
         if row is None:
             fresh.append(message)
-        elif row.status is NotificationStatus.CANCELLED and row.cancel_reason == "rescheduled":
+        elif row.status is NotificationStatus.PENDING or (
+            row.status is NotificationStatus.CANCELLED and row.cancel_reason in REPLANNABLE
+        ):
             row.status = (
                 NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING
             )
             row.cancel_reason = message.skip.value if message.skip else None
             row.send_after = message.send_at
     write_messages(session, assessment, fresh)
+    session.flush()
+    return sum(1 for m in planned.values() if m.skip is None)
+
+
+def plan_for(assessment: Assessment, now: dt.datetime) -> list[PlannedMessage]:
+    """The messages of an assessment's window as it stands, for the patient as they are now."""
+    enrollment = assessment.enrollment
+    patient = enrollment.patient
+    window = AssessmentWindow(
+        key=assessment.timepoint.key,
+        opens_at=assessment.opens_at,
+        due_at=assessment.due_at,
+        closes_at=assessment.closes_at,
+    )
+    return plan_messages(
+        window,
+        rule_of(assessment.timepoint),
+        assessment.timepoint.reminder_offsets_days,
+        recipient_of(patient),
+        enrollment.protocol.channels,
+        quiet_hours_of(patient.clinic),
+        now,
+    )
+
+
+def replan_patient(
+    session: Session, patient: Patient, *, now: dt.datetime, zone_changed: bool = False
+) -> int:
+    """Plan again the messages of every window still to come or open of the patient's active
+    courses, after their contact details, channel, time zone or opt-out changed. Returns how
+    many messages will go.
+
+    A new time zone first moves the windows not yet answered to the same local days and times
+    in that zone (the anchor date stays), as if the course had been planned there.
+    """
+    if zone_changed:
+        for course in patient.enrollments:
+            if course.status is EnrollmentStatus.ACTIVE:
+                change_anchor(session, course, course.anchor_on, now=now)
+    assessments = session.scalars(
+        select(Assessment)
+        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
+        .where(
+            Enrollment.patient_id == patient.id,
+            Enrollment.status == EnrollmentStatus.ACTIVE,
+            Assessment.status.in_(OPEN_STATUSES),
+            Assessment.closes_at > now,
+        )
+        .order_by(Assessment.opens_at, Assessment.id)
+    ).all()
+    return sum(replace_messages(session, a, plan_for(a, now)) for a in assessments)
 
 
 def withdraw(
@@ -542,28 +625,13 @@ def opt_out(
 
 
 def opt_in(session: Session, patient: Patient, *, now: dt.datetime) -> int:
-    """Messages again: those cancelled by the opt-out and still to come go back to pending."""
+    """Messages again: every window still to come or open is planned again, as it stands now
+    (not as it stood at the opt-out: a window may have moved since). Returns how many will go."""
     lock(session, patient)
     if patient.opted_out_at is None:
         raise EnrollmentError("The patient has not opted out.")
     patient.opted_out_at = None
     patient.opted_out_by_id = None
     patient.opt_out_reason = None
-    open_ids = select(Assessment.id).where(
-        Assessment.status.in_(OPEN_STATUSES), Assessment.closes_at > now
-    )
-    result = session.execute(
-        update(Notification)
-        .where(
-            Notification.patient_id == patient.id,
-            Notification.status == NotificationStatus.CANCELLED,
-            Notification.cancel_reason == Skip.OPTED_OUT.value,
-            Notification.send_after > now,
-            Notification.channel != Channel.NONE,
-            Notification.assessment_id.in_(open_ids),
-        )
-        .values(status=NotificationStatus.PENDING, cancel_reason=None)
-        .execution_options(synchronize_session="fetch")
-    )
     session.flush()
-    return result.rowcount
+    return replan_patient(session, patient, now=now)

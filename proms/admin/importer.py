@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from proms.admin import enrollment, patients
+from proms.admin import courses, enrollment, patients
 from proms.admin.errors import AdminError
 from proms.admin.models import (
     Channel,
@@ -199,7 +199,10 @@ def read_rows(content: bytes) -> tuple[list[Row], list[Problem]]:
         columns, problems = _columns(*header)
         if problems:
             return [], problems
-        return _rows(records, columns)
+        rows, problems = _rows(records, columns)
+        if not rows and not problems:
+            return [], [Problem(None, None, "The file has a header but no rows to import.")]
+        return rows, problems
     except csv.Error as exc:
         return [], [Problem(reader.line_num, None, f"This is not readable CSV ({exc}).")]
 
@@ -403,7 +406,9 @@ def _check_row(context: _Context, row: Row, problems: list[Problem]) -> RowPlan 
         "language": check.value("language", patients.clean_language),
     }
     protocol = check.value("protocol", lambda v: _protocol(context, v), "protocol")
-    anchor_on = check.value("anchor_date", parse_date, "anchor date")
+    anchor_on = check.value(
+        "anchor_date", lambda v: courses.check_anchor_on(parse_date(v)), "anchor date"
+    )
     if check.failed or mrn is None:
         return None
     assert protocol is not None
@@ -502,14 +507,20 @@ def apply(session: Session, plan: ImportPlan, *, now: dt.datetime, user: StaffUs
     """Write a clean plan: create or update each patient, enroll them. Flush, never commit."""
     if not plan.is_clean:
         raise AdminError("The file has problems: nothing was imported.")
+    replan: list[tuple[Patient, bool]] = []
     for row in plan.rows:
         if row.patient is None:
             row.patient = Patient(clinic=plan.clinic, **row.values)
             session.add(row.patient)
         else:
+            changed = {n for n, v in row.values.items() if getattr(row.patient, n) != v}
             for name, value in row.values.items():
                 setattr(row.patient, name, value)
+            if changed & patients.MESSAGE_FIELDS:
+                replan.append((row.patient, "time_zone" in changed))
     session.flush()  # every patient at once, then their courses
+    for patient, zone_changed in replan:  # their planned messages follow the new details
+        enrollment.replan_patient(session, patient, now=now, zone_changed=zone_changed)
     for row in plan.rows:
         assert row.patient is not None
         if not row.already_enrolled:

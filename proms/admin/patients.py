@@ -18,6 +18,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from proms.admin import enrollment
 from proms.admin.errors import AdminError
 from proms.admin.models import Channel, Clinic, Patient
 from proms.admin.services import check_time_zone
@@ -245,17 +246,27 @@ def create_patient(
     return patient
 
 
+# A change to one of these plans the patient's messages again (channel, contact, local time).
+MESSAGE_FIELDS = frozenset({"email", "phone", "preferred_channel", "time_zone"})
+
+
 def update_patient(
-    session: Session, patient: Patient, details: PatientDetails, *, today: dt.date
+    session: Session, patient: Patient, details: PatientDetails, *, now: dt.datetime
 ) -> None:
     """Change a patient's details, or PatientErrors (nothing changed then).
 
-    Planned messages are not rescheduled here: they read the contact details when they go.
+    When the contact details, the channel or the time zone change, the messages of the windows
+    still to come are planned again: an email added later brings back the messages that had
+    "no contact", a new time zone moves them to the new local send time.
     """
+    today = clinic_today(patient.clinic, now)
     values = clean_details(session, patient.clinic, details, today=today, patient=patient)
+    changed = {name for name, value in values.items() if getattr(patient, name) != value}
     for name, value in values.items():
         setattr(patient, name, value)
     session.flush()
+    if changed & MESSAGE_FIELDS:
+        enrollment.replan_patient(session, patient, now=now, zone_changed="time_zone" in changed)
 
 
 def details_of(patient: Patient) -> PatientDetails:

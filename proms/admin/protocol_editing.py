@@ -346,7 +346,14 @@ def create_protocol(
 def save_edit(
     session: Session, protocol: Protocol, spec: ProtocolSpec, by: StaffUser | None
 ) -> Protocol:
-    """Change a version in place while nobody is enrolled on it, else make the next version."""
+    """Change a version in place while nobody is enrolled on it, else make the next version.
+
+    The version is locked first (enrolling holds a shared lock on it), so an enrollment made at
+    the same moment is either counted here or made after the edit, never on time points being
+    replaced.
+    """
+    session.scalar(select(Protocol.id).where(Protocol.id == protocol.id).with_for_update())
+    session.refresh(protocol)
     if spec.slug != protocol.slug:
         raise InvalidProtocol([Problem("The short name of a protocol cannot change.", "slug")])
     latest = latest_version(session, protocol.clinic_id, protocol.slug)
@@ -516,7 +523,15 @@ def move_to_version(
     now: dt.datetime,
     by: StaffUser | None = None,
 ) -> list[VersionChange]:
-    """Move the enrollment to `new_protocol`: answered assessments never change."""
+    """Move the enrollment to `new_protocol`: answered assessments never change.
+
+    The course is locked and read again first: a second move sent at the same moment (a
+    double click, two coordinators) waits, then finds the course moved and changes nothing.
+    """
+    enrollments.lock(session, enrollment)
+    session.refresh(enrollment, ["assessments"])
+    if enrollment.protocol_id == new_protocol.id:
+        return []
     changes = version_move_preview(enrollment, new_protocol, now)
     cancelled = [c.assessment for c in changes if c.action == "cancelled" and c.assessment]
     replaced = [c.assessment for c in changes if c.new_messages and c.assessment]

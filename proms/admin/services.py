@@ -30,7 +30,7 @@ def check_time_zone(name: str) -> str:
     """The IANA time zone name, or AdminError."""
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long
         raise AdminError(
             f"Unknown time zone {name!r}: use an IANA name such as America/New_York."
         ) from exc

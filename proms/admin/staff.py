@@ -37,7 +37,7 @@ class AccountExists(AdminError):
         self.user = user
         self.is_member = bool(user.roles_in(clinic.id))
         super().__init__(
-            f"{user.email} already has an account ({user.full_name})."
+            f"{user.email} already has an account."
             + (
                 f" They are already staff of {clinic.name}: change their roles on their page."
                 if self.is_member
@@ -184,12 +184,42 @@ def set_roles(session: Session, clinic: Clinic, user: StaffUser, roles: Sequence
     session.flush()
 
 
+def check_authority(user: StaffUser, actor: StaffUser) -> None:
+    """An account is one person across clinics: only an admin of every clinic the person works
+    at may act on the account itself (deactivate, reactivate, unlock, reset the password).
+
+    Otherwise an admin of one clinic could, say, reset the password of another clinic's admin
+    whom they had added to their own clinic, and sign in as them.
+    """
+    elsewhere = {m.clinic_id for m in user.memberships} - {
+        m.clinic_id for m in actor.memberships if m.role is Role.ADMIN
+    }
+    if elsewhere:
+        raise AdminError(
+            f"{user.full_name} also works at a clinic you do not administer, so only an "
+            "administrator of every clinic they work at can change their account. You can "
+            "change or remove their roles at this clinic."
+        )
+
+
+def remove_from_clinic(session: Session, clinic: Clinic, user: StaffUser) -> None:
+    """Take away every role the user holds at the clinic (their account stays as it is)."""
+    if Role.ADMIN in user.roles_in(clinic.id):
+        _check_not_last_admin(session, clinic, user)
+    for membership in list(user.memberships):
+        if membership.clinic_id == clinic.id:
+            user.memberships.remove(membership)
+    session.flush()
+
+
 def deactivate(session: Session, user: StaffUser, *, actor: StaffUser, now: dt.datetime) -> None:
     """Close the account: no sign-in, every session ended, every link voided.
 
     An account is one person across clinics, so this is refused while it is the last active
-    admin of any clinic, and for the admin's own account.
+    admin of any clinic, for the admin's own account, and for an admin who does not administer
+    every clinic the person works at.
     """
+    check_authority(user, actor)
     if user.id == actor.id:
         raise AdminError("You cannot deactivate your own account.")
     if not user.is_active:
@@ -203,15 +233,17 @@ def deactivate(session: Session, user: StaffUser, *, actor: StaffUser, now: dt.d
     session.flush()
 
 
-def reactivate(session: Session, user: StaffUser) -> None:
+def reactivate(session: Session, user: StaffUser, *, actor: StaffUser) -> None:
+    check_authority(user, actor)
     if user.is_active:
         raise AdminError(f"{user.full_name}'s account is already active.")
     user.is_active = True
     session.flush()
 
 
-def unlock(session: Session, user: StaffUser) -> bool:
+def unlock(session: Session, user: StaffUser, *, actor: StaffUser) -> bool:
     """Clear the failed sign-ins of the account's address; True if there were any."""
+    check_authority(user, actor)
     return clear_throttle(session, user.email)
 
 
@@ -219,6 +251,7 @@ def force_password_change(
     session: Session, user: StaffUser, *, actor: StaffUser, now: dt.datetime
 ) -> str:
     """End the user's sessions, ask for a new password at the next sign-in; a reset link."""
+    check_authority(user, actor)
     if user.id == actor.id:
         raise AdminError("To change your own password, use “Change password” instead.")
     if not user.is_active:

@@ -194,8 +194,10 @@ def plan_messages(
     invite_local = max(window.opens_at, now).astimezone(zone)
     messages = []
     times = [(0, invite_local)]
+    # Reminders count from the day the invitation actually goes (after any quiet hours).
+    invite_day = quiet.next_allowed(invite_local).date()
     for number, days in enumerate(sorted(reminder_offsets_days), start=1):
-        day = invite_local.date() + dt.timedelta(days=days)
+        day = invite_day + dt.timedelta(days=days)
         times.append((number, local_instant(day, rule.send_time_local, zone).astimezone(zone)))
     for number, planned in times:
         skip: Skip | None = None

@@ -106,6 +106,16 @@ def test_saving_creates_assessments_and_messages_together(
     assert page.count("pending") == 15
 
 
+def test_a_day_0_far_from_today_is_questioned(world: World, staff_client: StaffClient) -> None:
+    client = _coordinator(world, staff_client)
+    patient = world.patients_a[0]
+    anchor = patient_today(patient) + dt.timedelta(days=400)  # a typo in the year, probably
+    body = client.post(
+        f"/patients/{patient.id}/enroll", data=_enroll_form(client, patient, anchor, preview="1")
+    ).get_data(as_text=True)
+    assert "more than six months from today: check the year" in body
+
+
 def test_a_patient_without_contact_is_previewed_with_the_reason(
     world: World, staff_client: StaffClient
 ) -> None:
@@ -251,12 +261,17 @@ def test_paper_answers_are_scored_like_a_patients(world: World, staff_client: St
     form = client.get(page)
     assert form.status_code == 200
     body = form.get_data(as_text=True)
+    # Opening the form writes nothing: the questionnaire is still "not started".
+    db.session.expire_all()
+    assert db.session.get(Assessment, baseline.id).status is AssessmentStatus.SCHEDULED
+    assert _count(SurveyResponse, SurveyResponse.assessment_id == baseline.id) == 0
     names = sorted(set(re.findall(r'name="(q\d+)"', body)), key=lambda n: int(n[1:]))
     assert len(names) > 10
     data = {"csrf_token": csrf_token(client, page), "source": "paper"}
     incomplete = client.post(page, data={**data, names[0]: "1"})
     assert incomplete.status_code == 400
     assert "Not answered" in incomplete.get_data(as_text=True)
+    assert _count(SurveyResponse, SurveyResponse.assessment_id == baseline.id) == 0
     for name in names:
         values = re.findall(rf'name="{name}"[^>]* value="([^"]*)"', body)
         data[name] = values[1]  # the second option of each question (never "Not answered")

@@ -120,3 +120,48 @@ def test_a_double_withdrawal_withdraws_once(server: Server, world: World) -> Non
     refused = next(r for r in replies if r.status == 400)
     assert "This course was withdrawn on" in refused.body  # says what happened
     assert count(Enrollment, Enrollment.status == EnrollmentStatus.WITHDRAWN) == 1
+
+
+def test_a_double_move_to_a_new_version_moves_once(server: Server, world: World) -> None:
+    import copy
+
+    from proms.admin.services import bundled_protocol, install_protocol
+
+    patient = world.patients_a[2]
+    course = enroll(
+        db.session,
+        patient,
+        world.protocol_a,
+        patient_today(patient) + dt.timedelta(days=9),
+        now=utcnow(),
+    )
+    spec = copy.deepcopy(bundled_protocol("ketamine-infusion-course"))
+    spec["version"] = 2
+    spec["horizon_days"] = 380
+    spec["timepoints"].append(
+        {**spec["timepoints"][-1], "key": "month_12", "label": "12 months", "offset_days": 365}
+    )
+    world.protocol_a.is_active = False
+    version_2 = install_protocol(db.session, world.clinic_a, spec)
+    db.session.commit()
+    browsers = [signed_in(server, world) for _ in range(2)]
+    path = f"/protocols/{world.protocol_a.id}/move"
+    form = {"enrollment": course.id}  # read here: the threads have no app context
+    for browser in browsers:
+        browser.get(path)
+    with server.slow_database():
+        replies = at_once(*((lambda b=b: b.post(path, form)) for b in browsers))
+    # The second finds the course moved: it says so (303) or finds nothing to move (404).
+    statuses = sorted(r.status for r in replies)
+    assert statuses in ([303, 303], [303, 404]), statuses
+    assert count(Enrollment, Enrollment.protocol_id == version_2.id) == 1
+    # The new time point's assessment once, and its messages once.
+    assert count(Assessment, Assessment.enrollment_id == course.id) == 6
+    keys = count(Notification, Notification.patient_id == patient.id)
+    with db.engine.connect() as connection:
+        distinct = connection.scalar(
+            sa.select(sa.func.count(sa.distinct(Notification.idempotency_key))).where(
+                Notification.patient_id == patient.id
+            )
+        )
+    assert keys == distinct

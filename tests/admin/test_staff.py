@@ -325,3 +325,47 @@ def test_a_user_who_is_not_staff_of_the_clinic_is_404(admin: FlaskClient, world:
     outsider = world.user("b", Role.CLINICIAN)
     assert admin.get(member_path(world, outsider)).status_code == 404
     assert admin.get(f"/clinics/{world.clinic_a.id}/staff/999999").status_code == 404
+
+
+# An account shared with another clinic -----------------------------------------------------------
+
+
+def test_an_admin_cannot_take_over_another_clinics_admin(
+    app: Flask, admin: FlaskClient, world: World
+) -> None:
+    """Clinic A's admin adds clinic B's admin to clinic A, then tries every account-wide action:
+    each is refused (a reset link would let them sign in as B's admin), and nothing changes."""
+    victim = world.user("b", Role.ADMIN)
+    added = invite(
+        admin, world, email=victim.email, full_name="x", roles=["clinician"], add_to_existing="y"
+    )
+    assert added.status_code == 303
+    page = admin.get(member_path(world, victim)).get_data(as_text=True)
+    assert "also works at a clinic you do not administer" in page
+    assert "Make a new password link" not in page
+    for action in ("force_password_change", "deactivate", "unlock"):
+        refused = act(admin, world, victim, action)
+        assert refused.status_code == 400, action
+        assert "only an administrator of every clinic" in refused.get_data(as_text=True)
+    account = fetch(victim.email)
+    assert account.is_active
+    assert not account.must_change_password
+    assert db.session.scalars(select(PasswordToken)).all() == []
+    assert login(app.test_client(), victim.email).status_code == 302  # their password still works
+
+
+def test_an_admin_removes_a_shared_account_from_their_clinic_only(
+    admin: FlaskClient, world: World
+) -> None:
+    shared = world.user("b", Role.CLINICIAN)
+    invite(
+        admin, world, email=shared.email, full_name="x", roles=["coordinator"], add_to_existing="y"
+    )
+    removed = act(admin, world, shared, "remove")
+    assert removed.status_code == 303
+    assert roles_at(shared, world.clinic_a.id) == set()
+    assert roles_at(shared, world.clinic_b.id) == {Role.CLINICIAN}
+    assert fetch(shared.email).is_active
+    (event,) = events("staff.removed_from_clinic")
+    assert event.detail["before"] == {"roles": ["coordinator"]}
+    assert admin.get(member_path(world, shared)).status_code == 404  # no longer their staff

@@ -67,6 +67,19 @@ def test_a_coordinator_enrolls_moves_records_and_withdraws(visit: Visit) -> None
     heading().to_have_text("Lopez, Alma")
     look("patient")
 
+    # Correct a detail, then opt out of messages (with the reason) and back in.
+    page.get_by_role("link", name="Edit details").click()
+    page.get_by_label("Mobile phone (optional)").fill("(213) 555-0147")
+    look("patient-edit")
+    page.get_by_role("button", name=re.compile("Save")).first.click()
+    expect(page.locator(".facts")).to_contain_text("(213) 555-0147")
+    page.get_by_label("Reason").fill("Asked on the phone not to get texts or emails")
+    page.get_by_role("button", name="Opt out of messages").click()
+    expect(page.get_by_text("Opted out of messages on")).to_be_visible()
+    look("patient-opted-out")
+    page.get_by_role("button", name="Opt back in").click()
+    expect(page.get_by_role("button", name="Opt out of messages")).to_be_visible()
+
     # Enroll with a preview: every message at 10:00 on the patient's clock (Pacific time).
     page.get_by_role("link", name="Enroll in a protocol").click()
     today = dt.datetime.now(ZoneInfo(PATIENT_ZONE)).date()
@@ -128,9 +141,13 @@ def test_a_coordinator_enrolls_moves_records_and_withdraws(visit: Visit) -> None
     baseline = db.session.get(Enrollment, course.id).assessments[0]
     assert baseline.status is AssessmentStatus.COMPLETED
 
-    # The worklist, then withdraw the other patient.
+    # The worklist, the patient list's filters, then withdraw the other patient.
     visit.nav("Worklist")
     look("worklist-after")
+    visit.nav("Patients")
+    page.get_by_role("link", name="Active course").click()
+    expect(page.locator(".count")).to_contain_text("2 patients")
+    look("patients-filtered")
     page.goto(f"{url}/patients")
     page.get_by_role("link", name=re.compile("Whitfield-Okonkwo")).click()
     page.get_by_role("link", name=re.compile("Ketamine infusion course from")).click()

@@ -116,8 +116,10 @@ def test_enrolling_near_the_end_of_a_window_drops_reminders_after_it() -> None:
 
 def test_enrolling_late_at_night_invites_in_the_morning() -> None:
     now = dt.datetime(2026, 3, 11, 3, 0, tzinfo=UTC)  # 23:00 in New York
-    invite, *_ = plan(now=now)
+    invite, first, _second = plan(now=now)
     assert invite.local_at == dt.datetime(2026, 3, 11, 8, 0, tzinfo=NEW_YORK)
+    # Two days after the morning the invitation went, not after the night it was planned.
+    assert first.local_at == dt.datetime(2026, 3, 13, 10, 0, tzinfo=NEW_YORK)
 
 
 def test_a_window_already_closed_plans_nothing_to_send() -> None:

@@ -13,12 +13,12 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import InputRequired, Length, Optional, StopValidation
+from wtforms.validators import InputRequired, Length, Optional, StopValidation, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from proms.admin.courses import SIDE_EFFECTS
-from proms.admin.paper import SOURCES
-from proms.surveys.services import Question, SurveyPlan
+from proms.admin.courses import SIDE_EFFECTS, check_anchor_on
+from proms.admin.errors import AdminError
+from proms.admin.paper import SOURCES, PaperQuestion
 
 DATE_MESSAGE = "Enter the date as a calendar date, for example 2026-03-02."
 
@@ -33,11 +33,20 @@ class IsoDateField(DateField):
             raise ValueError(DATE_MESSAGE) from exc
 
 
+def plausible_anchor(form: FlaskForm, field: DateField) -> None:
+    """A first infusion day whose year can be right (the schedule is built from it)."""
+    if field.data is not None:
+        try:
+            check_anchor_on(field.data)
+        except AdminError as exc:
+            raise ValidationError(str(exc)) from exc
+
+
 class EnrollForm(FlaskForm):
     protocol = SelectField("Protocol", coerce=int, validators=[InputRequired("Choose a protocol.")])
     anchor_on = IsoDateField(
         "First infusion day (day 0)",
-        validators=[InputRequired(DATE_MESSAGE)],
+        validators=[InputRequired(DATE_MESSAGE), plausible_anchor],
     )
     baseline = RadioField(
         "Baseline",
@@ -49,7 +58,9 @@ class EnrollForm(FlaskForm):
 
 
 class AnchorForm(FlaskForm):
-    anchor_on = IsoDateField("New first infusion day", validators=[InputRequired(DATE_MESSAGE)])
+    anchor_on = IsoDateField(
+        "New first infusion day", validators=[InputRequired(DATE_MESSAGE), plausible_anchor]
+    )
     preview = SubmitField("Preview the change")
     save = SubmitField("Move the course")
 
@@ -101,14 +112,14 @@ def chosen(form: FlaskForm, field: RadioField) -> None:
         raise StopValidation("Choose an answer, or “Not answered”.")
 
 
-def _current(question: Question) -> str | None:
+def _current(question: PaperQuestion) -> str | None:
     """The draft's answer to prefill: "" when deliberately skipped, None when not reached."""
     if not question.is_answered:
         return None
     return "" if question.value is None else str(question.value)
 
 
-def paper_form_class(plan: SurveyPlan) -> type[FlaskForm]:
+def paper_form_class(questions: list[PaperQuestion]) -> type[FlaskForm]:
     """A form with every question of the assessment, each answerable or left unanswered."""
     fields: dict[str, object] = {
         "source": RadioField(
@@ -118,7 +129,7 @@ def paper_form_class(plan: SurveyPlan) -> type[FlaskForm]:
         ),
         "save": SubmitField("Save and score the answers"),
     }
-    for question in plan.questions:
+    for question in questions:
         fields[f"q{question.number}"] = RadioField(
             f"{question.number}. {question.item.text}",
             choices=[

@@ -30,7 +30,9 @@ class IsoDateField(DateField):
     """A date typed or picked as YYYY-MM-DD, with a message that says so."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
-        raw = (valuelist[0] if valuelist else "").strip()
+        if not valuelist:  # not sent at all: the stored date stays, as text fields' values do
+            return
+        raw = valuelist[0].strip()
         if not raw:
             self.data = None
             return

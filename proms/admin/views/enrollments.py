@@ -3,6 +3,7 @@ answers."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
@@ -29,6 +30,8 @@ from proms.db import db, utcnow
 from proms.scheduling.models import Assessment, Notification
 from proms.scheduling.rules import SKIP_LABELS, Skip
 
+# A day 0 further than this from today is allowed (a course entered late) but questioned.
+FAR_AWAY = dt.timedelta(days=180)
 ENROLLMENT_FIELDS = ("protocol_id", "anchor_on", "status", "withdrawal_reason", "baseline_from_id")
 SESSION_FIELDS = ("status", "missed_reason", "side_effects", "notes")
 
@@ -104,8 +107,13 @@ def enroll(patient_id: int) -> ResponseReturnValue:
         form.form_errors.append(str(exc))
         return render_template("admin/enrollments/enroll.html", **context), 400
     if not form.save.data:
+        far = abs(form.anchor_on.data - now.date()) > FAR_AWAY
         return render_template(
-            "admin/enrollments/enroll.html", plan=plan, skip_labels=SKIP_LABELS, **context
+            "admin/enrollments/enroll.html",
+            plan=plan,
+            skip_labels=SKIP_LABELS,
+            far_away=far,
+            **context,
         )
     try:
         created = enrollments.enroll(
@@ -325,26 +333,24 @@ def paper_answers(assessment_id: int) -> ResponseReturnValue:
     patient = assessment.enrollment.patient
     roles.check_clinic(patient.clinic_id)
     now = utcnow()
+    course_page = url_for("admin.enrollment", enrollment_id=assessment.enrollment_id)
     try:
-        plan = paper.questions(assessment, now)
+        questions = paper.questions(assessment, now)  # nothing is written until a valid POST
     except AdminError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("admin.enrollment", enrollment_id=assessment.enrollment_id), 303)
-    form = paper_form_class(plan)()
+        return redirect(course_page, 303)
+    form = paper_form_class(questions)()
     context: dict[str, Any] = {
         "assessment": assessment,
         "patient": patient,
-        "plan": plan,
+        "questions": questions,
         "form": form,
     }
     if request.method == "GET":
-        db.session.commit()  # the drafts, so the form's keys stay the same
         return render_template("admin/enrollments/paper.html", **context)
     if not form.validate():
         return render_template("admin/enrollments/paper.html", **context), 400
-    answers = {
-        f"{q.response.id}:{q.item.id}": _answer(form[f"q{q.number}"].data) for q in plan.questions
-    }
+    answers = {q.number: _answer(form[f"q{q.number}"].data) for q in questions}
     try:
         result = paper.enter_answers(
             assessment, answers, source=form.source.data, now=now, by=roles.user()
@@ -352,7 +358,7 @@ def paper_answers(assessment_id: int) -> ResponseReturnValue:
     except AdminError as exc:
         db.session.rollback()
         flash(str(exc), "error")
-        return redirect(url_for("admin.enrollment", enrollment_id=assessment.enrollment_id), 303)
+        return redirect(course_page, 303)
     audit_change(
         "responses.entered",
         clinic_id=patient.clinic_id,
@@ -361,12 +367,9 @@ def paper_answers(assessment_id: int) -> ResponseReturnValue:
         detail={"scores": len(result.scores), "alerts": len(result.alerts)},
     )
     db.session.commit()
-    flash(
-        f"Answers saved and scored ({len(result.scores)} scores"
-        f"{', ' + str(len(result.alerts)) + ' alerts' if result.alerts else ''}).",
-        "success",
-    )
-    return redirect(url_for("admin.enrollment", enrollment_id=assessment.enrollment_id), 303)
+    alerts = f", {len(result.alerts)} alerts" if result.alerts else ""
+    flash(f"Answers saved and scored ({len(result.scores)} scores{alerts}).", "success")
+    return redirect(course_page, 303)
 
 
 def _answer(raw: str | None) -> int | None:

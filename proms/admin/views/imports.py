@@ -103,6 +103,11 @@ def _unsigned(form: ConfirmForm) -> dict[str, Any] | None:
         return None
     if not isinstance(payload, dict) or payload.get("user") != roles.user().id:
         return None
-    if not isinstance(payload.get("clinic"), int) or not isinstance(payload.get("csv"), str):
+    clinic = payload.get("clinic")
+    if (
+        not isinstance(clinic, int)
+        or not 1 <= clinic < 2**31
+        or not isinstance(payload.get("csv"), str)
+    ):
         return None
     return payload

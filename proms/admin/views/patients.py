@@ -88,12 +88,7 @@ def edit_patient(patient_id: int) -> ResponseReturnValue:
         return _form_page(form, patient, 400)
     before = snapshot(patient, patients.AUDIT_FIELDS)
     try:
-        patients.update_patient(
-            db.session,
-            patient,
-            form.details(),
-            today=patients.clinic_today(patient.clinic, utcnow()),
-        )
+        patients.update_patient(db.session, patient, form.details(), now=utcnow())
     except patients.PatientErrors as exc:
         form.show_errors(exc.errors)
         return _form_page(form, patient, 400)

@@ -320,10 +320,11 @@ def move_version(protocol_id: int) -> ResponseReturnValue:
                 (e, editing.move_to_version(db.session, e, target, now, roles.user()))
                 for e in chosen
             ]
-        except AdminError as exc:  # a course changed since the preview: nothing is moved
+        except AdminError as exc:  # the move cannot be made: nothing is moved
             db.session.rollback()
             flash(str(exc), "error")
             return redirect(url_for("admin.move_version", protocol_id=old.id), 303)
+        moved = [(e, changes) for e, changes in moved if changes]  # not moved already
         for enrollment, changes in moved:
             _audit_move(enrollment, old, target, changes)
         db.session.commit()

@@ -114,10 +114,19 @@ def _member_page(
         roles=staff.roles_of(user, clinic.id),
         is_locked=bool(staff.locked_emails(db.session, [user.email], now=now)),
         is_self=user.id == roles.user().id,
+        may_change_account=_may_change_account(user),
         roles_form=roles_form,
         action_form=StaffActionForm(formdata=None),
         error=error,
     )
+
+
+def _may_change_account(user: StaffUser) -> bool:
+    try:
+        staff.check_authority(user, roles.user())
+    except AdminError:
+        return False
+    return True
 
 
 def _done(clinic: Clinic, user: StaffUser, message: str) -> ResponseReturnValue:
@@ -174,7 +183,11 @@ def _account_action(
 
 
 def _unlock(clinic: Clinic, user: StaffUser) -> ResponseReturnValue:
-    if not staff.unlock(db.session, user):
+    try:
+        unlocked = staff.unlock(db.session, user, actor=roles.user())
+    except AdminError as exc:
+        return _member_page(clinic, user, error=str(exc)), 400
+    if not unlocked:
         return _done(clinic, user, f"{user.full_name} had no failed sign-ins to clear.")
     audit_change(
         "staff.unlocked",
@@ -204,8 +217,28 @@ def _force_password_change(clinic: Clinic, user: StaffUser) -> ResponseReturnVal
     return _link_page(clinic, user, raw, tokens.Purpose.RESET)
 
 
+def _remove(clinic: Clinic, user: StaffUser) -> ResponseReturnValue:
+    before = _roles_audit(clinic, user)
+    try:
+        staff.remove_from_clinic(db.session, clinic, user)
+    except AdminError as exc:
+        db.session.rollback()
+        return _member_page(clinic, user, error=str(exc)), 400
+    audit_change(
+        "staff.removed_from_clinic",
+        clinic_id=clinic.id,
+        before=before,
+        after=_roles_audit(clinic, user),
+        detail={"staff_user_id": user.id},
+    )
+    db.session.commit()
+    flash(f"{user.full_name} no longer works at {clinic.name}.", "info")
+    return redirect(url_for("admin.clinic", clinic_id=clinic.id), 303)
+
+
 ACTIONS: dict[str, Callable[[Clinic, StaffUser], ResponseReturnValue]] = {
     "roles": _change_roles,
+    "remove": _remove,
     "deactivate": _account_action(
         "staff.deactivated",
         "{name}'s account is deactivated and signed out everywhere.",
@@ -214,7 +247,7 @@ ACTIONS: dict[str, Callable[[Clinic, StaffUser], ResponseReturnValue]] = {
     "reactivate": _account_action(
         "staff.reactivated",
         "{name}'s account is active again.",
-        lambda user: staff.reactivate(db.session, user),
+        lambda user: staff.reactivate(db.session, user, actor=roles.user()),
     ),
     "unlock": _unlock,
     "force_password_change": _force_password_change,
