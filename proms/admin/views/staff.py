@@ -25,6 +25,17 @@ def _roles_audit(clinic: Clinic, user: StaffUser) -> dict[str, object]:
     return {"roles": [role.value for role in staff.roles_of(user, clinic.id)]}
 
 
+def _audit_roles(action: str, clinic: Clinic, user: StaffUser, before: dict[str, object]) -> None:
+    """One audit event for a change of the user's roles at the clinic, before and after."""
+    audit_change(
+        action,
+        clinic_id=clinic.id,
+        before=before,
+        after=_roles_audit(clinic, user),
+        detail={"staff_user_id": user.id},
+    )
+
+
 def _link_page(clinic: Clinic, user: StaffUser, raw: str, purpose: tokens.Purpose) -> str:
     """The one-time link, shown on this page only: never in a flash, a log or a redirect."""
     return render_template(
@@ -83,13 +94,7 @@ def invite_staff(clinic_id: int) -> ResponseReturnValue:
 def _add_to_existing(clinic: Clinic, user: StaffUser, chosen: list[Role]) -> ResponseReturnValue:
     before = _roles_audit(clinic, user)
     staff.add_roles(db.session, clinic, user, chosen)
-    audit_change(
-        "staff.roles_changed",
-        clinic_id=clinic.id,
-        before=before,
-        after=_roles_audit(clinic, user),
-        detail={"staff_user_id": user.id},
-    )
+    _audit_roles("staff.roles_changed", clinic, user, before)
     db.session.commit()
     flash(f"{user.full_name} now has these roles at {clinic.name}.", "info")
     return redirect(url_for("admin.staff_member", clinic_id=clinic.id, user_id=user.id), 303)
@@ -147,14 +152,7 @@ def _change_roles(clinic: Clinic, user: StaffUser) -> ResponseReturnValue:
     except AdminError as exc:
         db.session.rollback()
         return _member_page(clinic, user, roles_form=form, error=str(exc)), 400
-    after = _roles_audit(clinic, user)
-    audit_change(
-        "staff.roles_changed",
-        clinic_id=clinic.id,
-        before=before,
-        after=after,
-        detail={"staff_user_id": user.id},
-    )
+    _audit_roles("staff.roles_changed", clinic, user, before)
     return _done(clinic, user, f"{user.full_name}'s roles are saved.")
 
 
@@ -224,13 +222,7 @@ def _remove(clinic: Clinic, user: StaffUser) -> ResponseReturnValue:
     except AdminError as exc:
         db.session.rollback()
         return _member_page(clinic, user, error=str(exc)), 400
-    audit_change(
-        "staff.removed_from_clinic",
-        clinic_id=clinic.id,
-        before=before,
-        after=_roles_audit(clinic, user),
-        detail={"staff_user_id": user.id},
-    )
+    _audit_roles("staff.removed_from_clinic", clinic, user, before)
     db.session.commit()
     flash(f"{user.full_name} no longer works at {clinic.name}.", "info")
     return redirect(url_for("admin.clinic", clinic_id=clinic.id), 303)
