@@ -11,9 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, object_session
 
 from proms.admin.errors import AdminError
@@ -249,22 +250,25 @@ def lock(session: Session, row: Patient | Enrollment) -> None:
 
 
 def check_not_enrolled(
-    session: Session, patient: Patient, protocol: Protocol, anchor_on: dt.date
+    session: Session, patients: Sequence[Patient], protocol: Protocol, anchors: Sequence[dt.date]
 ) -> None:
-    """Refuse a second active course of the same protocol from the same day (a double submit)."""
-    duplicate = session.scalar(
-        select(Enrollment.id)
+    """Refuse a second active course of the same protocol from the same day (a double submit);
+    one query for any number of patients."""
+    wanted = set(zip((p.id for p in patients), anchors, strict=True))
+    found = session.execute(
+        select(Enrollment.patient_id, Enrollment.anchor_on)
         .join(Protocol, Enrollment.protocol_id == Protocol.id)
         .where(
-            Enrollment.patient_id == patient.id,
+            Enrollment.patient_id.in_([p.id for p in patients]),
             Enrollment.status == EnrollmentStatus.ACTIVE,
-            Enrollment.anchor_on == anchor_on,
             Protocol.slug == protocol.slug,
         )
-    )
-    if duplicate is not None:
+    ).all()
+    clash = next((row for row in found if (row[0], row[1]) in wanted), None)
+    if clash is not None:
+        patient = next(p for p in patients if p.id == clash[0])
         raise AdminError(
-            f"{patient.display_name} already has this course from {anchor_on.isoformat()}."
+            f"{patient.display_name} already has this course from {clash[1].isoformat()}."
         )
 
 
@@ -274,39 +278,54 @@ def message_key(assessment: Assessment, message: PlannedMessage) -> str:
     The window's opening day is part of it, so a moved window plans new messages while the
     ones already sent for the old window stay as they were.
     """
-    opened = assessment.opens_at.date().isoformat()
+    return _key(assessment.id, assessment.opens_at, message)
+
+
+def _key(assessment_id: int, opens_at: dt.datetime, message: PlannedMessage) -> str:
+    opened = opens_at.date().isoformat()
     return (
-        f"assessment:{assessment.id}:{opened}:{message.kind}:{message.number}:"
+        f"assessment:{assessment_id}:{opened}:{message.kind}:{message.number}:"
         f"{message.channel or 'none'}"
     )
+
+
+def _message_rows(
+    assessment_id: int, opens_at: dt.datetime, patient_id: int, messages: Sequence[PlannedMessage]
+) -> list[dict[str, Any]]:
+    """The outbox rows of a window's planned messages, as values to insert.
+
+    Pending, or cancelled with the reason they skip: messages with no channel (no contact,
+    reached by phone) are kept too, so the patient's page shows what was not sent and why. A
+    message that could never go (after the window) has no row.
+    """
+    return [
+        {
+            "idempotency_key": _key(assessment_id, opens_at, message),
+            "patient_id": patient_id,
+            "assessment_id": assessment_id,
+            "kind": NotificationKind.INVITE
+            if message.kind == "invite"
+            else NotificationKind.REMINDER,
+            "channel": Channel(message.channel) if message.channel else Channel.NONE,
+            "send_after": message.send_at,
+            "status": NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING,
+            "cancel_reason": message.skip.value if message.skip else None,
+        }
+        for message in messages
+        if message.skip not in (Skip.WINDOW_CLOSED, Skip.PASSED)
+    ]
 
 
 def write_messages(
     session: Session, assessment: Assessment, messages: Sequence[PlannedMessage]
 ) -> list[Notification]:
-    """Outbox rows for the planned messages: pending, or cancelled with the reason they skip.
-
-    Messages with no channel (no contact, reached by phone) are kept too, as cancelled rows, so
-    the patient's page shows what was not sent and why.
-    """
-    rows = []
-    for message in messages:
-        if message.skip in (Skip.WINDOW_CLOSED, Skip.PASSED):
-            continue  # nothing was ever going to go: no row
-        rows.append(
-            Notification(
-                idempotency_key=message_key(assessment, message),
-                patient_id=assessment.enrollment.patient_id,
-                assessment=assessment,
-                kind=NotificationKind.INVITE
-                if message.kind == "invite"
-                else NotificationKind.REMINDER,
-                channel=Channel(message.channel) if message.channel else Channel.NONE,
-                send_after=message.send_at,
-                status=NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING,
-                cancel_reason=message.skip.value if message.skip else None,
-            )
+    """Outbox rows for the planned messages of one window (see `_message_rows`)."""
+    rows = [
+        Notification(**values)
+        for values in _message_rows(
+            assessment.id, assessment.opens_at, assessment.enrollment.patient_id, messages
         )
+    ]
     session.add_all(rows)
     return rows
 
@@ -322,41 +341,97 @@ def enroll(
     baseline_from: Enrollment | None = None,
 ) -> Enrollment:
     """Start a treatment course: the enrollment, its assessments and their outbox rows."""
-    lock(session, patient)
-    # A shared lock: enrollments on one version do not wait for each other, but an edit of the
-    # version in place (proms.admin.protocol_editing.save_edit) waits for them, and they for it.
+    [enrollment] = enroll_many(
+        session,
+        protocol,
+        [(patient, anchor_on)],
+        now=now,
+        created_by=created_by,
+        baseline_from=baseline_from,
+    )
+    return enrollment
+
+
+def enroll_many(
+    session: Session,
+    protocol: Protocol,
+    courses: Sequence[tuple[Patient, dt.date]],
+    *,
+    now: dt.datetime,
+    created_by: StaffUser | None = None,
+    baseline_from: Enrollment | None = None,
+) -> list[Enrollment]:
+    """Start one course per (patient, anchor date), in three inserts however many there are
+    (an import of thousands of rows stays well inside one request).
+
+    The patients are locked (in id order, so two imports never deadlock), the protocol version
+    with a shared lock: enrollments on one version do not wait for each other, but an edit of
+    the version in place (`protocol_editing.save_edit`) waits for them, and they for it.
+    """
+    patients = [patient for patient, _anchor in courses]
+    session.scalars(
+        select(Patient)
+        .where(Patient.id.in_(sorted({p.id for p in patients})))
+        .order_by(Patient.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).all()
     session.scalar(select(Protocol.id).where(Protocol.id == protocol.id).with_for_update(read=True))
     session.refresh(protocol)
     if not protocol.is_active:
         raise EnrollmentError("This protocol version is retired; enroll with the current version.")
-    check_not_enrolled(session, patient, protocol, anchor_on)
-    plan = plan_enrollment(patient, protocol, anchor_on, now, baseline_from=baseline_from)
-    enrollment = Enrollment(
-        patient=patient,
-        protocol=protocol,
-        anchor_on=anchor_on,
-        created_by_id=created_by.id if created_by else None,
-        baseline_from_id=baseline_from.id if baseline_from else None,
-    )
-    session.add(enrollment)
-    assessments = []
-    for window_plan in plan.windows:
-        window = window_plan.window
-        assessment = Assessment(
-            enrollment=enrollment,
-            timepoint=window_plan.timepoint,
-            opens_at=window.opens_at,
-            due_at=window.due_at,
-            closes_at=window.closes_at,
-            status=AssessmentStatus.CANCELLED if window_plan.reused else AssessmentStatus.SCHEDULED,
+    check_not_enrolled(session, patients, protocol, [anchor for _p, anchor in courses])
+    plans = [
+        plan_enrollment(patient, protocol, anchor_on, now, baseline_from=baseline_from)
+        for patient, anchor_on in courses
+    ]
+    enrollments = [
+        Enrollment(
+            patient=plan.patient,
+            protocol=protocol,
+            anchor_on=plan.anchor_on,
+            created_by_id=created_by.id if created_by else None,
+            baseline_from_id=baseline_from.id if baseline_from else None,
         )
-        assessments.append((assessment, window_plan))
-    session.add_all(a for a, _ in assessments)
-    session.flush()
-    for assessment, window_plan in assessments:
-        write_messages(session, assessment, window_plan.messages)
-    session.flush()
-    return enrollment
+        for plan in plans
+    ]
+    session.add_all(enrollments)
+    session.flush()  # the enrollments' ids
+    # Assessments and messages by plain inserts: thousands of rows in a few statements.
+    windows = [
+        (enrollment, window_plan)
+        for enrollment, plan in zip(enrollments, plans, strict=True)
+        for window_plan in plan.windows
+    ]
+    if not windows:
+        return enrollments
+    ids = session.scalars(
+        insert(Assessment).returning(Assessment.id, sort_by_parameter_order=True),
+        [
+            {
+                "enrollment_id": enrollment.id,
+                "timepoint_id": window_plan.timepoint.id,
+                "opens_at": window_plan.window.opens_at,
+                "due_at": window_plan.window.due_at,
+                "closes_at": window_plan.window.closes_at,
+                "status": AssessmentStatus.CANCELLED
+                if window_plan.reused
+                else AssessmentStatus.SCHEDULED,
+                "created_at": now,
+            }
+            for enrollment, window_plan in windows
+        ],
+    ).all()
+    messages = [
+        row
+        for assessment_id, (enrollment, window_plan) in zip(ids, windows, strict=True)
+        for row in _message_rows(
+            assessment_id, window_plan.window.opens_at, enrollment.patient_id, window_plan.messages
+        )
+    ]
+    if messages:
+        session.execute(insert(Notification), messages)
+    return enrollments
 
 
 # Changes -------------------------------------------------------------------------------------

@@ -521,12 +521,18 @@ def apply(session: Session, plan: ImportPlan, *, now: dt.datetime, user: StaffUs
     session.flush()  # every patient at once, then their courses
     for patient, zone_changed in replan:  # their planned messages follow the new details
         enrollment.replan_patient(session, patient, now=now, zone_changed=zone_changed)
+    by_protocol: dict[int, list[RowPlan]] = {}
     for row in plan.rows:
-        assert row.patient is not None
         if not row.already_enrolled:
-            row.enrollment = enrollment.enroll(
-                session, row.patient, row.protocol, row.anchor_on, now=now, created_by=user
-            )
+            by_protocol.setdefault(row.protocol.id, []).append(row)
+    for rows in by_protocol.values():  # every course of a protocol at once
+        courses = []
+        for row in rows:
+            assert row.patient is not None
+            courses.append((row.patient, row.anchor_on))
+        made = enrollment.enroll_many(session, rows[0].protocol, courses, now=now, created_by=user)
+        for row, course in zip(rows, made, strict=True):
+            row.enrollment = course
 
 
 def audit(
