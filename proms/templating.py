@@ -29,9 +29,8 @@ def local_date(moment: dt.datetime, zone: str) -> str:
 def last_day_phrase(moment: dt.datetime, zone: str, now: dt.datetime) -> str:
     """When a window closing at `moment` has its last day, as staff say it: "today",
     "tomorrow" or "on 2026-12-13" (the patient's calendar)."""
-    tz = ZoneInfo(zone)
-    last = (moment - dt.timedelta(microseconds=1)).astimezone(tz).date()
-    today = now.astimezone(tz).date()
+    last = _last_day(moment, zone)
+    today = now.astimezone(ZoneInfo(zone)).date()
     if last == today:
         return "today"
     if last == today + dt.timedelta(days=1):
@@ -46,7 +45,11 @@ def local_datetime(moment: dt.datetime, zone: str) -> str:
 
 def local_last_day(moment: dt.datetime, zone: str) -> str:
     """The last local day before an exclusive end instant (a window closing at midnight)."""
-    return local_date(moment - dt.timedelta(microseconds=1), zone)
+    return _last_day(moment, zone).isoformat()
+
+
+def _last_day(moment: dt.datetime, zone: str) -> dt.date:
+    return (moment - dt.timedelta(microseconds=1)).astimezone(ZoneInfo(zone)).date()
 
 
 _STATIC_VERSIONS: dict[str, str] = {}

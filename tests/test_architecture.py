@@ -45,6 +45,7 @@ FOUNDATION = {
     "config",
     "db",
     "errors",
+    "forms",
     "health",
     "i18n",
     "logs",

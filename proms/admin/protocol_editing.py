@@ -337,7 +337,7 @@ def create_protocol(
     protocol = Protocol(
         clinic=clinic, slug=spec.slug, version=1, created_by_id=by.id if by else None
     )
-    _apply(protocol, spec)
+    apply_spec(protocol, spec)
     session.add(protocol)
     session.flush()
     return protocol
@@ -363,7 +363,7 @@ def save_edit(
     if enrollment_count(session, protocol) == 0:
         protocol.timepoints.clear()
         session.flush()  # the old rows go before new ones take their keys and positions
-        _apply(protocol, spec)
+        apply_spec(protocol, spec)
         session.flush()
         return protocol
     successor = Protocol(
@@ -373,14 +373,16 @@ def save_edit(
         is_active=True,
         created_by_id=by.id if by else None,
     )
-    _apply(successor, spec)
+    apply_spec(successor, spec)
     protocol.is_active = False
     session.add(successor)
     session.flush()
     return successor
 
 
-def _apply(protocol: Protocol, spec: ProtocolSpec) -> None:
+def apply_spec(protocol: Protocol, spec: ProtocolSpec) -> None:
+    """Set a version's fields and time points from a spec (an instrument without a version
+    follows the catalogue's current one)."""
     protocol.name = spec.name.strip()
     protocol.description = spec.description.strip()
     protocol.anchor_label = spec.anchor_label.strip()
@@ -398,7 +400,7 @@ def _apply(protocol: Protocol, spec: ProtocolSpec) -> None:
             send_time_local=parse_time(tp.send_time_local),
             reminder_offsets_days=list(tp.reminder_offsets_days),
             instrument_codes=[entry.code for entry in tp.instruments],
-            instrument_versions={entry.code: entry.version for entry in tp.instruments},
+            instrument_versions={e.code: e.version for e in tp.instruments if e.version},
         )
         for position, tp in enumerate(spec.timepoints, start=1)
     ]

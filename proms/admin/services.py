@@ -12,13 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from proms.admin import enrollment as enrollments
+from proms.admin import protocol_editing as editing
 from proms.admin.errors import AdminError
 from proms.admin.models import (
     Clinic,
     Enrollment,
     Patient,
     Protocol,
-    ProtocolTimepoint,
 )
 from proms.auth.models import StaffUser
 from proms.db import utcnow
@@ -102,35 +102,8 @@ def install_protocol(session: Session, clinic: Clinic, spec: dict[str, Any]) -> 
     )
     if existing is not None:
         return existing
-    protocol = Protocol(
-        clinic=clinic,
-        slug=spec["slug"],
-        version=spec["version"],
-        name=spec["name"],
-        description=spec.get("description", ""),
-        anchor_label=spec.get("anchor_label", "First infusion day"),
-        channels=list(spec.get("channels", ["email", "sms"])),
-        horizon_days=spec.get("horizon_days", 180),
-        requires_identity_check=spec.get("requires_identity_check", False),
-    )
-    for position, tp in enumerate(spec["timepoints"], start=1):
-        instruments = tp.get("instruments") or [{"code": c} for c in tp["instrument_codes"]]
-        protocol.timepoints.append(
-            ProtocolTimepoint(
-                key=tp["key"],
-                label=tp["label"],
-                position=position,
-                offset_days=tp["offset_days"],
-                window_before_days=tp["window_before_days"],
-                window_after_days=tp["window_after_days"],
-                send_time_local=dt.time.fromisoformat(tp["send_time_local"]),
-                reminder_offsets_days=list(tp["reminder_offsets_days"]),
-                instrument_codes=[entry["code"] for entry in instruments],
-                instrument_versions={
-                    entry["code"]: entry["version"] for entry in instruments if "version" in entry
-                },
-            )
-        )
+    protocol = Protocol(clinic=clinic, slug=spec["slug"], version=spec["version"])
+    editing.apply_spec(protocol, editing.spec_from_json(spec))
     session.add(protocol)
     session.flush()
     return protocol

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, contains_eager
 from proms.admin.models import Enrollment, EnrollmentStatus, Patient
 from proms.scheduling.models import (
     OPEN_STATUSES,
+    OVERDUE_WITHIN,
     Assessment,
     AssessmentStatus,
     Notification,
@@ -20,8 +21,6 @@ from proms.scheduling.models import (
     NotificationStatus,
 )
 
-# An open window closing this soon with nothing answered is overdue.
-OVERDUE_WITHIN = dt.timedelta(days=2)
 # Rows shown per section; the count says how many there are in all.
 SECTION_LIMIT = 100
 

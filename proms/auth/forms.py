@@ -7,12 +7,13 @@ from wtforms import EmailField, PasswordField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from proms.auth.passwords import MAX_PASSWORD_LENGTH, password_problem
+from proms.forms import strip
 
 
 class LoginForm(FlaskForm):
     email = EmailField(
         "Email",
-        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        filters=[strip],
         validators=[
             DataRequired("Enter your email address."),
             Length(max=254, message="An email address has at most 254 characters."),

@@ -8,6 +8,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import Length, NumberRange, Optional, ValidationError
 
 from proms.care.services import FILTERS
+from proms.forms import strip
 
 FILTER_CHOICES = [SelectChoice("", "Everyone")] + [SelectChoice(k, v) for k, v in FILTERS.items()]
 PAGE_VALIDATORS = [Optional(), NumberRange(min=1, max=100_000, message="There is no such page.")]
@@ -29,7 +30,7 @@ class PatientSearchForm(FlaskForm):
     q = SearchField(
         "Search by name or MRN",
         validators=[Optional(), Length(max=100, message="Search for at most 100 characters.")],
-        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        filters=[strip],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
     page = HiddenField("Page")

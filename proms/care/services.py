@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.orm import Session
 
 from proms.admin.models import Enrollment, EnrollmentStatus, Patient
-from proms.scheduling.models import OPEN_STATUSES, Assessment, AssessmentStatus
+from proms.scheduling.models import OPEN_STATUSES, OVERDUE_WITHIN, Assessment, AssessmentStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +29,6 @@ FILTERS = {
     "active": "Active course",
     "withdrawn": "Withdrawn",
 }
-OVERDUE_WITHIN = dt.timedelta(days=2)
 
 
 def patient_list(

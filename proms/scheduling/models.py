@@ -28,6 +28,9 @@ class AssessmentStatus(enum.StrEnum):
 # The statuses of an assessment the patient can still answer (inside its window).
 OPEN_STATUSES = frozenset({AssessmentStatus.SCHEDULED, AssessmentStatus.IN_PROGRESS})
 
+# An open window that closes this soon with nothing begun is overdue (worklist, patient list).
+OVERDUE_WITHIN = dt.timedelta(days=2)
+
 
 class NotificationKind(enum.StrEnum):
     INVITE = "invite"

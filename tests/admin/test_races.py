@@ -17,7 +17,7 @@ from proms.auth.models import Role
 from proms.db import db, utcnow
 from proms.scheduling.models import Assessment, Notification
 from tests.helpers import PASSWORD, World, patient_today
-from tests.live import Browser, Server, at_once, serve
+from tests.live import Browser, Reply, Server, at_once, serve
 
 ROUNDS = 4
 
@@ -39,6 +39,30 @@ def signed_in(server: Server, world: World) -> Browser:
     return browser
 
 
+def twice_at_once(
+    server: Server, world: World, page: str, path: str, form: dict[str, object]
+) -> list[Reply]:
+    """Two coordinators open `page` (for its form), then post `form` to `path` at once."""
+    browsers = [signed_in(server, world) for _ in range(2)]
+    for browser in browsers:
+        browser.get(page)
+    with server.slow_database():
+        return at_once(*((lambda b=b: b.post(path, form)) for b in browsers))
+
+
+def course_of(world: World, index: int, days_ahead: int) -> Enrollment:
+    patient = world.patients_a[index]
+    course = enroll(
+        db.session,
+        patient,
+        world.protocol_a,
+        patient_today(patient) + dt.timedelta(days=days_ahead),
+        now=utcnow(),
+    )
+    db.session.commit()
+    return course
+
+
 def count(model: type, *where: object) -> int:
     with db.engine.connect() as connection:
         return connection.scalar(sa.select(sa.func.count()).select_from(model).where(*where)) or 0
@@ -49,9 +73,6 @@ def test_a_double_submitted_enrollment_makes_one_course(server: Server, world: W
     for round_number in range(ROUNDS):
         patient = world.patients_a[round_number % len(world.patients_a)]
         anchor = patient_today(patient) + dt.timedelta(days=30 + round_number)
-        browsers = [signed_in(server, world) for _ in range(2)]
-        for browser in browsers:
-            browser.get(f"/patients/{patient.id}/enroll")
         path = f"/patients/{patient.id}/enroll"
         form = {
             "protocol": protocol_id,
@@ -59,10 +80,7 @@ def test_a_double_submitted_enrollment_makes_one_course(server: Server, world: W
             "baseline": "own",
             "save": "1",
         }
-        with server.slow_database():
-            replies = at_once(
-                *((lambda b=b, path=path, form=form: b.post(path, form)) for b in browsers)
-            )
+        replies = twice_at_once(server, world, path, path, form)
         assert sorted(r.status for r in replies) == [303, 303], [r.body[:300] for r in replies]
         courses = count(
             Enrollment, Enrollment.patient_id == patient.id, Enrollment.anchor_on == anchor
@@ -74,48 +92,23 @@ def test_a_double_submitted_enrollment_makes_one_course(server: Server, world: W
 
 
 def test_a_day_saved_twice_at_once_is_one_row(server: Server, world: World) -> None:
-    patient = world.patients_a[0]
-    course = enroll(db.session, patient, world.protocol_a, patient_today(patient), now=utcnow())
-    db.session.commit()
+    course = course_of(world, 0, 0)
     for day in range(1, ROUNDS + 1):
-        browsers = [signed_in(server, world) for _ in range(2)]
-        for browser in browsers:
-            browser.get(f"/enrollments/{course.id}")
-        with server.slow_database():
-            replies = at_once(
-                *(
-                    (
-                        lambda b=b, day=day: b.post(
-                            f"/enrollments/{course.id}/days/{day}", {f"day{day}-outcome": "given"}
-                        )
-                    )
-                    for b in browsers
-                )
-            )
+        replies = twice_at_once(
+            server,
+            world,
+            f"/enrollments/{course.id}",
+            f"/enrollments/{course.id}/days/{day}",
+            {f"day{day}-outcome": "given"},
+        )
         assert [r.status for r in replies] == [303, 303], [r.body[:300] for r in replies]
     assert count(TreatmentSession, TreatmentSession.enrollment_id == course.id) == ROUNDS
 
 
 def test_a_double_withdrawal_withdraws_once(server: Server, world: World) -> None:
-    patient = world.patients_a[1]
-    course = enroll(
-        db.session,
-        patient,
-        world.protocol_a,
-        patient_today(patient) + dt.timedelta(days=9),
-        now=utcnow(),
-    )
-    db.session.commit()
-    browsers = [signed_in(server, world) for _ in range(2)]
-    for browser in browsers:
-        browser.get(f"/enrollments/{course.id}/withdraw")
-    with server.slow_database():
-        replies = at_once(
-            *(
-                (lambda b=b: b.post(f"/enrollments/{course.id}/withdraw", {"reason": "moved"}))
-                for b in browsers
-            )
-        )
+    course = course_of(world, 1, 9)
+    path = f"/enrollments/{course.id}/withdraw"
+    replies = twice_at_once(server, world, path, path, {"reason": "moved"})
     assert sorted(r.status for r in replies) == [303, 400]
     refused = next(r for r in replies if r.status == 400)
     assert "This course was withdrawn on" in refused.body  # says what happened
@@ -127,14 +120,8 @@ def test_a_double_move_to_a_new_version_moves_once(server: Server, world: World)
 
     from proms.admin.services import bundled_protocol, install_protocol
 
-    patient = world.patients_a[2]
-    course = enroll(
-        db.session,
-        patient,
-        world.protocol_a,
-        patient_today(patient) + dt.timedelta(days=9),
-        now=utcnow(),
-    )
+    course = course_of(world, 2, 9)
+    patient = course.patient
     spec = copy.deepcopy(bundled_protocol("ketamine-infusion-course"))
     spec["version"] = 2
     spec["horizon_days"] = 380
@@ -144,13 +131,8 @@ def test_a_double_move_to_a_new_version_moves_once(server: Server, world: World)
     world.protocol_a.is_active = False
     version_2 = install_protocol(db.session, world.clinic_a, spec)
     db.session.commit()
-    browsers = [signed_in(server, world) for _ in range(2)]
     path = f"/protocols/{world.protocol_a.id}/move"
-    form = {"enrollment": course.id}  # read here: the threads have no app context
-    for browser in browsers:
-        browser.get(path)
-    with server.slow_database():
-        replies = at_once(*((lambda b=b: b.post(path, form)) for b in browsers))
+    replies = twice_at_once(server, world, path, path, {"enrollment": course.id})
     # The second finds the course moved: it says so (303) or finds nothing to move (404).
     statuses = sorted(r.status for r in replies)
     assert statuses in ([303, 303], [303, 404]), statuses

@@ -20,6 +20,7 @@ from wtforms.validators import (
 from proms.admin.errors import AdminError
 from proms.admin.patients import clean_phone
 from proms.admin.services import check_time_zone
+from proms.forms import strip
 
 # The continents of the tz database: what a clinic can be in (not "posix/...", "Etc/GMT+5").
 REGIONS = frozenset(
@@ -38,10 +39,6 @@ REGIONS = frozenset(
 TIME_FORMATS = ["%H:%M", "%H:%M:%S"]  # browsers send seconds when the control has a step
 
 
-def _strip(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
-
-
 @functools.cache
 def time_zone_names() -> list[str]:
     """The IANA names offered in the time zone list, sorted, and UTC."""
@@ -52,7 +49,7 @@ def time_zone_names() -> list[str]:
 class ClinicForm(FlaskForm):
     name = StringField(
         "Name",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter the clinic's name."),
             Length(max=200, message="Use at most 200 characters."),
@@ -60,19 +57,19 @@ class ClinicForm(FlaskForm):
     )
     time_zone = StringField(
         "Time zone",
-        filters=[_strip],
+        filters=[strip],
         validators=[DataRequired("Enter the clinic's time zone, like America/New_York.")],
         render_kw={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"},
     )
     contact_phone = TelField(
         "Contact phone",
-        filters=[_strip],
+        filters=[strip],
         validators=[Optional(), Length(max=32, message="Use at most 32 characters.")],
         render_kw={"autocomplete": "off"},
     )
     contact_email = EmailField(
         "Contact email",
-        filters=[_strip, lambda value: value.lower() if isinstance(value, str) else value],
+        filters=[strip, lambda value: value.lower() if isinstance(value, str) else value],
         validators=[
             Optional(),
             Length(max=254, message="An email address has at most 254 characters."),

@@ -34,6 +34,7 @@ from proms.admin.protocol_editing import (
     ProtocolSpec,
     TimepointSpec,
 )
+from proms.forms import strip
 from proms.instruments.registry import Registry
 
 CHANNEL_CHOICES = [
@@ -44,10 +45,6 @@ CHANNEL_CHOICES = [
 ]
 DAYS = NumberRange(min=-3650, max=3650, message="Give a number of days from -3650 to 3650.")
 WINDOW_DAYS = NumberRange(min=0, max=3650, message="Give a number of days from 0 to 3650.")
-
-
-def _strip(value: Any) -> Any:
-    return value.strip() if isinstance(value, str) else value
 
 
 def parse_reminders(text: str) -> list[int]:
@@ -78,11 +75,11 @@ class TimepointForm(Form):
     key = StringField(
         "Key",
         validators=[InputRequired("Give a key, e.g. month_3."), Length(max=32)],
-        filters=[_strip],
+        filters=[strip],
         render_kw={"autocapitalize": "none", "spellcheck": "false"},
     )
     label = StringField(
-        "Label", validators=[InputRequired("Give a label."), Length(max=100)], filters=[_strip]
+        "Label", validators=[InputRequired("Give a label."), Length(max=100)], filters=[strip]
     )
     offset_days = IntegerField(
         "Day (from day 0)", validators=[InputRequired("Give the day."), DAYS]
@@ -101,14 +98,14 @@ class TimepointForm(Form):
         "Send time (patient's local time)",
         default="10:00",
         validators=[InputRequired("Give a time such as 10:00."), Length(max=8)],
-        filters=[_strip],
+        filters=[strip],
         render_kw={"inputmode": "numeric", "placeholder": "10:00"},
     )
     reminders = StringField(
         "Reminders (days after the invitation)",
         default="2, 5",
         validators=[Optional(), Length(max=100)],
-        filters=[_strip],
+        filters=[strip],
         render_kw={"inputmode": "numeric"},
     )
     instruments = TextAreaField(
@@ -139,7 +136,7 @@ class ProtocolForm(FlaskForm):
     name = StringField(
         "Name",
         validators=[InputRequired("Give the protocol a name."), Length(max=200)],
-        filters=[_strip],
+        filters=[strip],
     )
     description = TextAreaField(
         "Description", validators=[Optional(), Length(max=5000)], render_kw={"rows": 4}
@@ -148,7 +145,7 @@ class ProtocolForm(FlaskForm):
         "Day 0 is",
         default="First infusion day",
         validators=[InputRequired("Say what day 0 is."), Length(max=100)],
-        filters=[_strip],
+        filters=[strip],
     )
     horizon_days = IntegerField(
         "Horizon (days after day 0)",
@@ -186,7 +183,7 @@ class NewProtocolForm(ProtocolForm):
     slug = StringField(
         "Short name (lowercase letters, digits and hyphens; it never changes)",
         validators=[InputRequired("Give a short name, e.g. ketamine-course."), Length(max=64)],
-        filters=[_strip],
+        filters=[strip],
         render_kw={"autocapitalize": "none", "spellcheck": "false"},
     )
 

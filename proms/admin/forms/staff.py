@@ -9,16 +9,13 @@ from wtforms.validators import DataRequired, Email, Length, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from proms.auth.models import Role
+from proms.forms import strip
 
 ROLE_LABELS = {
     Role.ADMIN: "Administrator: staff and clinic settings, and everything a coordinator does",
     Role.COORDINATOR: "Coordinator: patients, enrollment, protocols, links and the worklist",
     Role.CLINICIAN: "Clinician: reads patients and their results",
 }
-
-
-def _strip(value: object) -> object:
-    return value.strip() if isinstance(value, str) else value
 
 
 class RoleChoices(SelectMultipleField):
@@ -49,7 +46,7 @@ class RoleChoices(SelectMultipleField):
 class InviteForm(FlaskForm):
     email = EmailField(
         "Email",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter the staff member's email address."),
             Length(max=254, message="An email address has at most 254 characters."),
@@ -61,7 +58,7 @@ class InviteForm(FlaskForm):
     )
     full_name = StringField(
         "Full name",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter the staff member's full name."),
             Length(max=200, message="Use at most 200 characters."),
