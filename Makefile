@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format bench clean install messages
+.PHONY: run sweep test lint format bench clean install messages
 
 # Reinstall only when the project's dependencies change.
 $(BIN)/python:
@@ -30,13 +30,25 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 # Links (`proms link`, the "Create a link" button) point at this server: PROMS_PUBLIC_BASE_URL
 # follows HOST and PORT unless it is set. In another shell, export it to get the same links.
+# The scheduler runs beside the web app and writes each message it sends to instance/outbox/
+# (development's message transport); Ctrl-C stops both.
+DEV_ENV = export PROMS_ENV=$${PROMS_ENV:-development}; \
+	export PROMS_PUBLIC_BASE_URL=$${PROMS_PUBLIC_BASE_URL:-http://$(HOST):$(PORT)};
+
 run: install
-	@export PROMS_ENV=$${PROMS_ENV:-development}; \
-	export PROMS_PUBLIC_BASE_URL=$${PROMS_PUBLIC_BASE_URL:-http://$(HOST):$(PORT)}; \
+	@$(DEV_ENV) \
 	$(BIN)/proms db upgrade && \
 	$(BIN)/proms demo && \
 	echo "proms is on http://$(HOST):$(PORT)/  (Ctrl-C stops it)" && \
-	exec $(BIN)/flask --app proms run --host $(HOST) --port $(PORT)
+	{ $(BIN)/proms scheduler & scheduler=$$!; \
+	  trap 'kill -TERM $$scheduler 2>/dev/null; wait $$scheduler' EXIT INT TERM; \
+	  $(BIN)/flask --app proms run --host $(HOST) --port $(PORT); }
+
+# Every sweep of the scheduler once, at a moment of your choice, as `make run` would run it:
+# `make sweep NOW=2027-01-05T15:00:00Z` (UTC unless it has an offset). A second run at the same
+# moment sends nothing more.
+sweep: install
+	@$(DEV_ENV) $(BIN)/proms scheduler --once $(if $(NOW),--now $(NOW))
 
 # SQLite always; PostgreSQL too when PROMS_TEST_POSTGRES_URL names a database. The wheel test
 # (tests/test_wheel.py: build, install in a fresh venv, serve) runs once, in the SQLite pass: it

@@ -37,9 +37,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, serving: bool = 
         health,
         i18n,
         outcomes,
+        scheduling,
         security,
         surveys,
         templating,
+        webhooks,
     )
 
     db.init_app(app)
@@ -47,7 +49,18 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, serving: bool = 
     errors.init_app(app)
     templating.init_app(app)
     i18n.init_app(app)
-    for feature in (catalog, outcomes, auth, surveys, care, admin, health, demo):
+    for feature in (
+        catalog,
+        outcomes,
+        scheduling,
+        auth,
+        surveys,
+        webhooks,
+        care,
+        admin,
+        health,
+        demo,
+    ):
         feature.init_app(app)
     return app
 

@@ -104,3 +104,48 @@ LANGUAGES = ["en", "es"]
 BABEL_DEFAULT_LOCALE = "en"
 # The compiled catalogues (.mo) are read from proms.resources' translations folder: the
 # installed package's or the checkout's. BABEL_TRANSLATION_DIRECTORIES replaces it when set.
+
+# Messages (proms.notify; docs/messages.md). How messages leave: "live" sends email over SMTP
+# and texts through Twilio; "files" writes each message as a file under OUTBOX_DIR instead (so a
+# newcomer can read them and click their links); "null" takes them and drops them (benchmarks).
+# Empty means "files" when ENV is development (`make run`), else "live".
+MESSAGE_TRANSPORT = ""
+# Empty means <instance>/outbox.
+OUTBOX_DIR = ""
+# The sender of every email, e.g. "Pain Service <no-reply@clinic.example.org>".
+MAIL_FROM = ""
+SMTP_HOST = "127.0.0.1"
+SMTP_PORT = 587
+# "starttls" (port 587), "tls" (implicit TLS, port 465) or "none" (a relay on this host only).
+SMTP_SECURITY = "starttls"
+SMTP_USERNAME = ""
+SMTP_PASSWORD = ""
+SMTP_TIMEOUT_SECONDS = 30
+# Twilio's Messages API. TWILIO_BASE_URL changes only for a test double or a regional edge.
+TWILIO_BASE_URL = "https://api.twilio.com"
+TWILIO_ACCOUNT_SID = ""
+TWILIO_AUTH_TOKEN = ""
+# The sending number (E.164), or a Messaging Service (which then chooses the number).
+TWILIO_FROM = ""
+TWILIO_MESSAGING_SERVICE_SID = ""
+TWILIO_TIMEOUT_SECONDS = 15
+
+# The scheduler (`proms scheduler`): how often each sweep runs, in seconds.
+SWEEP_DISPATCH_SECONDS = 30
+SWEEP_WINDOWS_SECONDS = 300
+SWEEP_RECONCILE_SECONDS = 900
+SWEEP_PURGE_SECONDS = 3600
+# Messages claimed per batch, and how long a claim lasts before another scheduler may take the
+# row back (a claim whose message was handed to a provider becomes "unknown" instead).
+DISPATCH_BATCH_SIZE = 200
+DISPATCH_LEASE_SECONDS = 300
+# A message the provider refused is tried again after RETRY_BASE_SECONDS, doubling each time
+# (with jitter), at most RETRY_MAX_ATTEMPTS times in all; then it shows as failed.
+RETRY_MAX_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 60
+# Per patient, across all their courses: at most this many messages a local day, this far apart.
+PATIENT_MESSAGES_PER_DAY = 2
+PATIENT_MESSAGE_GAP_MINUTES = 240
+# Links are deleted this many days after they expire (until then an old link still says
+# "expired, ask for a new one" rather than "unknown").
+TOKEN_PURGE_AFTER_DAYS = 30

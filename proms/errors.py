@@ -1,6 +1,6 @@
 """Friendly error pages: a clear message and the right status, never a stack trace.
 
-Pages under /s/ are a patient's: they get the patient layout and the patient's language.
+Pages under /s/ and /u/ are a patient's: they get the patient layout and the patient's language.
 
 An error can leave the database session in a failed transaction (an IntegrityError on flush),
 and the pages read the database too (the signed-in staff member, the patient's clinic): every
@@ -22,6 +22,7 @@ from markupsafe import escape
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from proms.db import db
+from proms.i18n import is_patient_path
 from proms.security import add_security_headers
 
 MESSAGES = {
@@ -67,7 +68,7 @@ PLAIN_MESSAGE = "Something went wrong on our side. Try again shortly."
 
 
 def is_patient_page() -> bool:
-    return request.path == "/s" or request.path.startswith("/s/")
+    return is_patient_path(request.path)
 
 
 def _title(status: int) -> str:

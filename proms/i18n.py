@@ -10,13 +10,21 @@ from proms.resources import resource_dir
 babel = Babel()
 
 
+# Paths of patient pages: the survey (/s/...) and the email unsubscribe page (/u/<token>).
+PATIENT_PREFIXES = ("/s/", "/u/")
+
+
+def is_patient_path(path: str) -> bool:
+    return path == "/s" or path.startswith(PATIENT_PREFIXES)
+
+
 def select_locale() -> str:
     """The patient's language on survey pages (set by the survey views), else English."""
     languages = current_app.config["LANGUAGES"]
     language = g.get("patient_language")
     if language in languages:
         return str(language)
-    if has_request_context() and request.path.startswith("/s/"):
+    if has_request_context() and is_patient_path(request.path):
         # A patient page before we know the patient (a refused or unknown link): the browser's.
         best = request.accept_languages.best_match(languages)
         if best:

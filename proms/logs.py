@@ -8,7 +8,8 @@ percent-decoded (repeatedly: `%252F` is `/` twice decoded) before it is matched,
 matched is cut out of the raw text, where the token may be spelled any of those ways.
 
 Every path segment after `/s/` is redacted, except short plain words (`review`, `q`, `3`,
-`new-link`): the survey's own pages, which cannot be a 43-character token.
+`new-link`): the survey's own pages, which cannot be a 43-character token. An email's
+unsubscribe link (`/u/<token>`) is redacted the same way.
 
 What a patient wrote never reaches a log either. Bound parameters are hidden by SQLAlchemy
 (`hide_parameters`, see proms.db), but PostgreSQL's own error text repeats the values:
@@ -27,9 +28,10 @@ from collections.abc import MutableMapping
 
 REDACTED = "<redacted>"
 LOGGERS = ("werkzeug", "gunicorn.access", "gunicorn.error", "proms")
-# Where a patient link starts, once decoded. Matched anywhere: a referrer, a query string
+# Where a patient link starts, once decoded: a survey (/s/), an email's unsubscribe link (/u/),
+# a staff member's password link. Matched anywhere: a referrer, a query string
 # (?next=/s/...), another path. Redacting too much is harmless.
-LINK_START = re.compile(r"/(?:s|password)/", re.IGNORECASE)
+LINK_START = re.compile(r"/(?:s|u|password)/", re.IGNORECASE)
 # Segments left as they are: the survey's own page names and question numbers.
 PLAIN_SEGMENT = re.compile(r"[a-z][a-z-]{0,15}|[0-9]{1,9}")
 # Raw characters that end a path in a log line (a query, a quote, a space). Decoded ones don't:

@@ -198,13 +198,18 @@ def _read_file(response: Response) -> None:
 compress = Compress()
 
 
+# Posts that come from another site by design: a mail client's one-click unsubscribe (RFC 8058).
+# The token in its URL is what authorises it; the page's own button still checks its CSRF token.
+CROSS_SITE_POSTS = frozenset({"surveys.unsubscribe_confirm"})
+
+
 def check_origin() -> None:
     """Refuse a cross-site form post whose browser says where it came from.
 
     With Referrer-Policy: no-referrer, Flask-WTF's HTTPS Referer check cannot work, so the
     Origin header (sent by every current browser on a POST) takes its place beside the token.
     """
-    if request.method not in UNSAFE_METHODS:
+    if request.method not in UNSAFE_METHODS or request.endpoint in CROSS_SITE_POSTS:
         return
     origin = request.headers.get("Origin")
     if origin is None or origin == "null":

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import hypothesis
 import pytest
 import sqlalchemy as sa
@@ -175,6 +176,19 @@ def _no_real_mail(monkeypatch: pytest.MonkeyPatch) -> None:
         return original(self, host, port, *args)
 
     monkeypatch.setattr(smtplib.SMTP, "connect", guarded)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail any test that would make an HTTP request (Twilio's API) anywhere but loopback."""
+    original = httpx.HTTPTransport.handle_request
+
+    def guarded(self: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        if request.url.host not in ("localhost", "127.0.0.1", "::1"):
+            pytest.fail(f"a test tried to reach {request.url.host} (a real SMS provider?)")
+        return original(self, request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", guarded)
 
 
 # Factories -------------------------------------------------------------------------------------

@@ -33,9 +33,11 @@ LAYERS = (
     "foundation",  # configuration, database, security, errors, logs, i18n, templating
     "auth",  # staff, roles, sign-in, the audit log (used by every part that changes data)
     "catalog",  # the deployment's instruments
+    "notify",  # message channels (SMTP, Twilio, files) and the texts of messages
     "scheduling",  # assessments and their windows
     "outcomes",  # scores, change from baseline, alerts
     "surveys",  # the patient side
+    "webhooks",  # what providers post to proms: replies to texts (STOP), delivery reports
     "care",  # the care team's pages
     "admin",  # the coordinator workspace: clinics, staff, patients, protocols, enrollment
     "app",  # create_app, the command line, the server config, the demo data: they assemble it all

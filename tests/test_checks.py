@@ -186,7 +186,8 @@ def test_gunicorn_refuses_to_start_in_one_line(
 
 
 def test_make_run_makes_links_to_its_own_port(tmp_path: Path) -> None:
-    """`make run PORT=5077`: every command it runs gets the base URL of that port."""
+    """`make run PORT=5077`: every command it runs, the scheduler beside the web app included,
+    gets the base URL of that port."""
     calls = tmp_path / "calls.log"
     for name in ("proms", "flask"):  # stand-ins that note their arguments and environment
         script = tmp_path / name
@@ -208,8 +209,12 @@ def test_make_run_makes_links_to_its_own_port(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "proms is on http://127.0.0.1:5077/" in result.stdout
-    assert calls.read_text(encoding="utf-8").splitlines() == [
+    lines = calls.read_text(encoding="utf-8").splitlines()
+    assert lines[:2] == [
         "proms db upgrade | development | http://127.0.0.1:5077",
         "proms demo | development | http://127.0.0.1:5077",
+    ]
+    assert sorted(lines[2:]) == [  # started together: in either order
         "flask --app proms run --host 127.0.0.1 --port 5077 | development | http://127.0.0.1:5077",
+        "proms scheduler | development | http://127.0.0.1:5077",
     ]

@@ -62,6 +62,10 @@ ENCODED = "".join(f"%{ord(c):02X}" for c in TOKEN)
         (f"GET //s/{TOKEN}?from=email HTTP/1.1", "GET //s/<redacted>?from=email HTTP/1.1"),
         (f"POST /s/{TOKEN}/new-link", "POST /s/<redacted>/new-link"),
         (f"GET /s/x/s/{TOKEN}", "GET /s/x/s/<redacted>"),
+        # An email's unsubscribe link stops the patient's messages: a secret like a survey link.
+        (f'"GET /u/{TOKEN} HTTP/1.1" 200', '"GET /u/<redacted> HTTP/1.1" 200'),
+        (f"POST /U/{TOKEN} HTTP/1.1", "POST /U/<redacted> HTTP/1.1"),
+        (f"GET /%75%2F{TOKEN} HTTP/1.1", "GET /%75%2F<redacted> HTTP/1.1"),
         # A staff member's one-time password link is a secret too.
         (f"GET /password/{TOKEN} HTTP/1.1", "GET /password/<redacted> HTTP/1.1"),
         (f"POST /Password/{TOKEN} HTTP/1.1", "POST /Password/<redacted> HTTP/1.1"),

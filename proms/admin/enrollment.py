@@ -11,100 +11,45 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, object_session
 
 from proms.admin.errors import AdminError
-from proms.admin.models import (
-    Channel,
-    Clinic,
-    Enrollment,
-    EnrollmentStatus,
-    Patient,
-    Protocol,
-    ProtocolTimepoint,
-)
+from proms.admin.models import Enrollment, EnrollmentStatus, Patient, Protocol, ProtocolTimepoint
 from proms.auth.models import StaffUser
 from proms.scheduling.models import (
     OPEN_STATUSES,
     Assessment,
     AssessmentStatus,
     Notification,
-    NotificationKind,
     NotificationStatus,
 )
-from proms.scheduling.rules import (
-    AssessmentWindow,
-    PlannedMessage,
-    QuietHours,
-    Recipient,
-    Skip,
-    TimepointRule,
-    assessment_windows,
-    plan_messages,
+from proms.scheduling.planning import (  # noqa: F401 - the enrollment API, planning included
+    REPLANNABLE,
+    WindowPlan,
+    _message_rows,
+    cancel_pending,
+    lock,
+    message_key,
+    opt_in,
+    opt_out,
+    plan_for,
+    plan_windows,
+    quiet_hours_of,
+    recipient_of,
+    replace_messages,
+    replan_messages,
+    rule_of,
+    write_messages,
 )
+from proms.scheduling.rules import PlannedMessage
 
 EnrollmentError = AdminError
 
 
-# Reading a protocol and a patient as the pure rules need them --------------------------------
-
-
-def rule_of(timepoint: ProtocolTimepoint) -> TimepointRule:
-    return TimepointRule(
-        key=timepoint.key,
-        offset_days=timepoint.offset_days,
-        window_before_days=timepoint.window_before_days,
-        window_after_days=timepoint.window_after_days,
-        send_time_local=timepoint.send_time_local,
-    )
-
-
-def recipient_of(patient: Patient) -> Recipient:
-    return Recipient(
-        time_zone=patient.time_zone,
-        preferred_channel=patient.preferred_channel.value,
-        has_email=bool(patient.email),
-        has_phone=bool(patient.phone),
-        opted_out=patient.opted_out_at is not None,
-    )
-
-
-def quiet_hours_of(clinic: Clinic) -> QuietHours:
-    return QuietHours(clinic.quiet_hours_start, clinic.quiet_hours_end)
-
-
 # Plans ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class WindowPlan:
-    """One time point's assessment window, with its messages."""
-
-    timepoint: ProtocolTimepoint
-    window: AssessmentWindow
-    messages: list[PlannedMessage]
-    zone: ZoneInfo
-    reused: bool = False  # a returning patient's baseline from an earlier course
-
-    def local(self, instant: dt.datetime) -> dt.datetime:
-        return instant.astimezone(self.zone)
-
-    @property
-    def opens_local(self) -> dt.datetime:
-        return self.local(self.window.opens_at)
-
-    @property
-    def due_local(self) -> dt.datetime:
-        return self.local(self.window.due_at)
-
-    @property
-    def closes_local(self) -> dt.datetime:
-        """The last moment of the window, shown as the day it ends (it closes at midnight)."""
-        return self.local(self.window.closes_at - dt.timedelta(minutes=1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,38 +67,6 @@ class EnrollmentPlan:
     @property
     def sendable(self) -> list[PlannedMessage]:
         return [message for message in self.messages if message.sendable]
-
-
-def plan_windows(
-    patient: Patient,
-    protocol: Protocol,
-    anchor_on: dt.date,
-    now: dt.datetime,
-    timepoints: Sequence[ProtocolTimepoint] | None = None,
-) -> list[WindowPlan]:
-    """Every time point's window and messages in the patient's local time."""
-    timepoints = list(protocol.timepoints if timepoints is None else timepoints)
-    windows = assessment_windows(anchor_on, [rule_of(tp) for tp in timepoints], patient.time_zone)
-    recipient = recipient_of(patient)
-    quiet = quiet_hours_of(patient.clinic)
-    zone = ZoneInfo(patient.time_zone)
-    return [
-        WindowPlan(
-            timepoint=tp,
-            window=window,
-            messages=plan_messages(
-                window,
-                rule_of(tp),
-                tp.reminder_offsets_days,
-                recipient,
-                protocol.channels,
-                quiet,
-                now,
-            ),
-            zone=zone,
-        )
-        for tp, window in zip(timepoints, windows, strict=True)
-    ]
 
 
 def plan_enrollment(
@@ -237,18 +150,6 @@ def _baseline_assessment(enrollment: Enrollment) -> Assessment | None:
 # Writing -------------------------------------------------------------------------------------
 
 
-def lock(session: Session, row: Patient | Enrollment) -> None:
-    """Hold the row until the commit and read it again, so that two requests changing the same
-    patient or course (a double click, two coordinators) run one after the other on
-    PostgreSQL. (SQLite runs every transaction alone among writers: proms.db.)"""
-    session.scalar(
-        select(type(row))
-        .where(type(row).id == row.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
 def check_not_enrolled(
     session: Session, patients: Sequence[Patient], protocol: Protocol, anchors: Sequence[dt.date]
 ) -> None:
@@ -270,64 +171,6 @@ def check_not_enrolled(
         raise AdminError(
             f"{patient.display_name} already has this course from {clash[1].isoformat()}."
         )
-
-
-def message_key(assessment: Assessment, message: PlannedMessage) -> str:
-    """The outbox row's idempotency key: one per assessment, window, message and channel.
-
-    The window's opening day is part of it, so a moved window plans new messages while the
-    ones already sent for the old window stay as they were.
-    """
-    return _key(assessment.id, assessment.opens_at, message)
-
-
-def _key(assessment_id: int, opens_at: dt.datetime, message: PlannedMessage) -> str:
-    opened = opens_at.date().isoformat()
-    return (
-        f"assessment:{assessment_id}:{opened}:{message.kind}:{message.number}:"
-        f"{message.channel or 'none'}"
-    )
-
-
-def _message_rows(
-    assessment_id: int, opens_at: dt.datetime, patient_id: int, messages: Sequence[PlannedMessage]
-) -> list[dict[str, Any]]:
-    """The outbox rows of a window's planned messages, as values to insert.
-
-    Pending, or cancelled with the reason they skip: messages with no channel (no contact,
-    reached by phone) are kept too, so the patient's page shows what was not sent and why. A
-    message that could never go (after the window) has no row.
-    """
-    return [
-        {
-            "idempotency_key": _key(assessment_id, opens_at, message),
-            "patient_id": patient_id,
-            "assessment_id": assessment_id,
-            "kind": NotificationKind.INVITE
-            if message.kind == "invite"
-            else NotificationKind.REMINDER,
-            "channel": Channel(message.channel) if message.channel else Channel.NONE,
-            "send_after": message.send_at,
-            "status": NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING,
-            "cancel_reason": message.skip.value if message.skip else None,
-        }
-        for message in messages
-        if message.skip not in (Skip.WINDOW_CLOSED, Skip.PASSED)
-    ]
-
-
-def write_messages(
-    session: Session, assessment: Assessment, messages: Sequence[PlannedMessage]
-) -> list[Notification]:
-    """Outbox rows for the planned messages of one window (see `_message_rows`)."""
-    rows = [
-        Notification(**values)
-        for values in _message_rows(
-            assessment.id, assessment.opens_at, assessment.enrollment.patient_id, messages
-        )
-    ]
-    session.add_all(rows)
-    return rows
 
 
 def enroll(
@@ -504,22 +347,6 @@ def _notifications(assessment: Assessment) -> list[Notification]:
     )
 
 
-def cancel_pending(session: Session, assessment_ids: Sequence[int], reason: str) -> int:
-    """Cancel the messages not yet sent of these assessments; returns how many."""
-    if not assessment_ids:
-        return 0
-    result = session.execute(
-        update(Notification)
-        .where(
-            Notification.assessment_id.in_(assessment_ids),
-            Notification.status == NotificationStatus.PENDING,
-        )
-        .values(status=NotificationStatus.CANCELLED, cancel_reason=reason)
-        .execution_options(synchronize_session="fetch")
-    )
-    return result.rowcount
-
-
 def change_anchor(
     session: Session, enrollment: Enrollment, new_anchor: dt.date, *, now: dt.datetime
 ) -> list[WindowChange]:
@@ -541,85 +368,16 @@ def change_anchor(
     session.flush()
     for change in moved:
         assert change.before is not None
-        replace_messages(session, change.before, change.messages)
+        replace_messages(session, change.before, change.messages, now=now)
     session.flush()
     return changes
-
-
-# Why a message was cancelled when planning (or re-planning) decided it: such a row is planned
-# again when its cause goes away. Rows cancelled by what happened (answered, withdrawn) stay.
-REPLANNABLE = frozenset({"rescheduled", *(skip.value for skip in Skip)})
-
-
-def replace_messages(
-    session: Session, assessment: Assessment, messages: Sequence[PlannedMessage]
-) -> int:
-    """Make the window's outbox rows match its planned messages; returns how many will go.
-
-    A row of the plan that exists is brought up to date if it was pending or cancelled by
-    planning; one sent (or failed, or uncertain) stays as it was: nobody gets a message twice.
-    A pending row the plan no longer has (an old window's, another channel's) is cancelled.
-    """
-    existing = {
-        row.idempotency_key: row
-        for row in session.scalars(
-            select(Notification).where(Notification.assessment_id == assessment.id)
-        )
-    }
-    planned = {
-        message_key(assessment, m): m
-        for m in messages
-        if m.skip not in (Skip.WINDOW_CLOSED, Skip.PASSED)
-    }
-    for key, row in existing.items():
-        if key not in planned and row.status is NotificationStatus.PENDING:
-            row.status = NotificationStatus.CANCELLED
-            row.cancel_reason = "rescheduled"
-    fresh = []
-    for key, message in planned.items():
-        row = existing.get(key)
-        if row is None:
-            fresh.append(message)
-        elif row.status is NotificationStatus.PENDING or (
-            row.status is NotificationStatus.CANCELLED and row.cancel_reason in REPLANNABLE
-        ):
-            row.status = (
-                NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING
-            )
-            row.cancel_reason = message.skip.value if message.skip else None
-            row.send_after = message.send_at
-    write_messages(session, assessment, fresh)
-    session.flush()
-    return sum(1 for m in planned.values() if m.skip is None)
-
-
-def plan_for(assessment: Assessment, now: dt.datetime) -> list[PlannedMessage]:
-    """The messages of an assessment's window as it stands, for the patient as they are now."""
-    enrollment = assessment.enrollment
-    patient = enrollment.patient
-    window = AssessmentWindow(
-        key=assessment.timepoint.key,
-        opens_at=assessment.opens_at,
-        due_at=assessment.due_at,
-        closes_at=assessment.closes_at,
-    )
-    return plan_messages(
-        window,
-        rule_of(assessment.timepoint),
-        assessment.timepoint.reminder_offsets_days,
-        recipient_of(patient),
-        enrollment.protocol.channels,
-        quiet_hours_of(patient.clinic),
-        now,
-    )
 
 
 def replan_patient(
     session: Session, patient: Patient, *, now: dt.datetime, zone_changed: bool = False
 ) -> int:
-    """Plan again the messages of every window still to come or open of the patient's active
-    courses, after their contact details, channel, time zone or opt-out changed. Returns how
-    many messages will go.
+    """Plan again the messages of the patient's active courses after their details changed
+    (`planning.replan_messages`); returns how many messages will go.
 
     A new time zone first moves the windows not yet answered to the same local days and times
     in that zone (the anchor date stays), as if the course had been planned there.
@@ -628,18 +386,7 @@ def replan_patient(
         for course in patient.enrollments:
             if course.status is EnrollmentStatus.ACTIVE:
                 change_anchor(session, course, course.anchor_on, now=now)
-    assessments = session.scalars(
-        select(Assessment)
-        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
-        .where(
-            Enrollment.patient_id == patient.id,
-            Enrollment.status == EnrollmentStatus.ACTIVE,
-            Assessment.status.in_(OPEN_STATUSES),
-            Assessment.closes_at > now,
-        )
-        .order_by(Assessment.opens_at, Assessment.id)
-    ).all()
-    return sum(replace_messages(session, a, plan_for(a, now)) for a in assessments)
+    return replan_messages(session, patient, now=now)
 
 
 def withdraw(
@@ -672,41 +419,3 @@ def withdraw(
     messages = cancel_pending(session, [a.id for a in enrollment.assessments], "withdrawn")
     session.flush()
     return len(cancelled), messages
-
-
-def opt_out(
-    session: Session, patient: Patient, *, now: dt.datetime, reason: str, by: StaffUser | None
-) -> int:
-    """Stop every message to the patient; returns how many planned messages were cancelled."""
-    lock(session, patient)
-    if patient.opted_out_at is not None:
-        raise EnrollmentError("The patient has already opted out.")
-    if not reason.strip():
-        raise EnrollmentError("Give the reason the patient opted out.")
-    patient.opted_out_at = now
-    patient.opted_out_by_id = by.id if by else None
-    patient.opt_out_reason = reason.strip()
-    result = session.execute(
-        update(Notification)
-        .where(
-            Notification.patient_id == patient.id,
-            Notification.status == NotificationStatus.PENDING,
-        )
-        .values(status=NotificationStatus.CANCELLED, cancel_reason=Skip.OPTED_OUT.value)
-        .execution_options(synchronize_session="fetch")
-    )
-    session.flush()
-    return result.rowcount
-
-
-def opt_in(session: Session, patient: Patient, *, now: dt.datetime) -> int:
-    """Messages again: every window still to come or open is planned again, as it stands now
-    (not as it stood at the opt-out: a window may have moved since). Returns how many will go."""
-    lock(session, patient)
-    if patient.opted_out_at is None:
-        raise EnrollmentError("The patient has not opted out.")
-    patient.opted_out_at = None
-    patient.opted_out_by_id = None
-    patient.opt_out_reason = None
-    session.flush()
-    return replan_patient(session, patient, now=now)

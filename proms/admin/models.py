@@ -83,7 +83,8 @@ class Patient(db.Model):
     family_name: Mapped[str] = mapped_column(String(100))
     birth_on: Mapped[dt.date | None] = mapped_column(Date)
     email: Mapped[str | None] = mapped_column(String(254))
-    phone: Mapped[str | None] = mapped_column(String(16))  # E.164, e.g. +12165550100
+    # E.164, e.g. +12165550100; indexed for replies to texts (STOP), which name only the number.
+    phone: Mapped[str | None] = mapped_column(String(16), index=True)
     preferred_channel: Mapped[Channel] = mapped_column(
         enum_type(Channel, "channel"), default=Channel.EMAIL, server_default=Channel.EMAIL.value
     )

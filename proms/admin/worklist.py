@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, contains_eager
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
+from proms.admin.messages import attempted_at, needs_decision, problem, resend_refusal
 from proms.admin.models import Enrollment, EnrollmentStatus, Patient
+from proms.scheduling.history import MessageLine, describe_message
 from proms.scheduling.models import (
     OPEN_STATUSES,
     OVERDUE_WITHIN,
@@ -26,10 +28,21 @@ SECTION_LIMIT = 100
 
 
 @dataclass(frozen=True, slots=True)
+class Decision:
+    """A failed or uncertain message: what it was, what went wrong, whether it can go again."""
+
+    message: MessageLine
+    problem: str
+    attempted_at: dt.datetime
+    resend_refusal: str | None  # why "Send again" cannot be offered; None when it can
+
+
+@dataclass(frozen=True, slots=True)
 class Entry:
     patient: Patient
     assessment: Assessment | None = None
     notification: Notification | None = None
+    decision: Decision | None = None
 
 
 @dataclass(slots=True)
@@ -69,22 +82,25 @@ def worklist(session: Session, clinic_ids: Sequence[int], now: dt.datetime) -> l
         "Asked for a new link",
         "The patient's link had expired and they asked for a new one.",
     )
-    for row in _notifications(
-        session,
-        clinic_ids,
-        kinds=[NotificationKind.NEW_LINK],
-        statuses=[NotificationStatus.PENDING],
-    ):
+    asked = and_(
+        Notification.kind == NotificationKind.NEW_LINK,
+        Notification.status == NotificationStatus.PENDING,
+        # A coordinator's "send again" is a new link too, but nobody needs to act on it.
+        Notification.idempotency_key.not_like("notification:%"),
+    )
+    for row in _notifications(session, clinic_ids, asked):
         _add(new_links, Entry(row.patient, row.assessment, row))
     problems = Section(
         "messages",
         "Messages that failed or may not have arrived",
-        "Failed after retries, or a crash left delivery uncertain: call the patient.",
+        "Call the patient. If the message arrived, mark it as sent; if not, send a new link"
+        " (while the questionnaire is open).",
     )
-    for row in _notifications(
-        session, clinic_ids, statuses=[NotificationStatus.FAILED, NotificationStatus.UNKNOWN]
-    ):
-        _add(problems, Entry(row.patient, row.assessment, row))
+    for row in _notifications(session, clinic_ids, needs_decision()):
+        decision = Decision(
+            describe_message(row, now), problem(row), attempted_at(row), resend_refusal(row, now)
+        )
+        _add(problems, Entry(row.patient, row.assessment, row, decision))
     opted_out = Section(
         "opted_out",
         "Opted out, course still running",
@@ -121,22 +137,19 @@ def _open_assessments(
 
 
 def _notifications(
-    session: Session,
-    clinic_ids: Sequence[int],
-    *,
-    statuses: Sequence[NotificationStatus],
-    kinds: Sequence[NotificationKind] | None = None,
+    session: Session, clinic_ids: Sequence[int], which: ColumnElement[bool]
 ) -> Sequence[Notification]:
-    query = (
+    return session.scalars(
         select(Notification)
         .join(Notification.patient)
-        .where(Patient.clinic_id.in_(clinic_ids), Notification.status.in_(statuses))
-        .options(contains_eager(Notification.patient))
+        .where(Patient.clinic_id.in_(clinic_ids), which)
+        .options(
+            contains_eager(Notification.patient),
+            joinedload(Notification.assessment).joinedload(Assessment.timepoint),
+            joinedload(Notification.assessment).joinedload(Assessment.enrollment),
+        )
         .order_by(Notification.created_at, Notification.id)
-    )
-    if kinds is not None:
-        query = query.where(Notification.kind.in_(kinds))
-    return session.scalars(query).all()
+    ).all()
 
 
 def _opted_out(session: Session, clinic_ids: Sequence[int]) -> Sequence[Patient]:

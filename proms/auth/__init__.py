@@ -84,7 +84,8 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def logout_form() -> dict[str, object]:
         # formdata=None: the sign-out form in the page header never reads the request body (it
-        # may be the one being refused as too large).
-        if not current_user.is_authenticated:
+        # may be the one being refused as too large). Outside a request (the scheduler renders
+        # messages) there is no user at all.
+        if not current_user or not current_user.is_authenticated:
             return {}
         return {"logout_form": lambda: LogoutForm(formdata=None)}

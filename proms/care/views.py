@@ -19,6 +19,7 @@ from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
 from proms.catalog.services import deployment_registry
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
+from proms.scheduling.history import recent_messages
 from proms.surveys.links import link_max_age, link_url, open_assessment_of
 from proms.surveys.services import NoOpenQuestionnaire, make_staff_link
 
@@ -119,6 +120,7 @@ def patient(patient_id: int) -> ResponseReturnValue:
         can_make_links=_can_make_links(found),
         coordinates=_can_make_links(found),
         link_form=LinkForm(),
+        messages=recent_messages(db.session, found, now),
     )
     db.session.commit()
     return html

@@ -6,7 +6,15 @@ import datetime as dt
 import enum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proms.admin.models import Channel
@@ -123,9 +131,20 @@ class Notification(db.Model):
     next_attempt_at: Mapped[dt.datetime | None]
     claimed_at: Mapped[dt.datetime | None]
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+    # Set (and committed) just before the message is handed to the provider: a claim that ends
+    # without an outcome after this may have been sent, and becomes UNKNOWN, never resent.
+    handed_over_at: Mapped[dt.datetime | None]
     sent_at: Mapped[dt.datetime | None]
-    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    provider_message_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    # What the provider reported later (SMS status callbacks): "delivered", "undelivered", ...
+    delivery_status: Mapped[str | None] = mapped_column(String(20))
+    delivered_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The hash of the email's unsubscribe link (the link works without an account).
+    unsubscribe_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True, index=True)
+    # A coordinator's decision on a failed or uncertain message: "marked_sent" or "resent".
+    resolution: Mapped[str | None] = mapped_column(String(32))
+    resolved_at: Mapped[dt.datetime | None]
     # Why a cancelled message is not sent: "opted_out", "no_contact", "completed", ...
     cancel_reason: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -138,4 +157,6 @@ class Notification(db.Model):
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         # The dispatcher: due rows by status and time.
         Index(None, "status", "send_after"),
+        # The per-patient cap: what was sent to a patient lately.
+        Index(None, "patient_id", "sent_at"),
     )

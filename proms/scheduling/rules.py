@@ -180,18 +180,21 @@ def plan_messages(
     channels: Sequence[str],
     quiet: QuietHours,
     now: dt.datetime,
+    *,
+    invited_at: dt.datetime | None = None,
 ) -> list[PlannedMessage]:
     """The invitation and reminders of one window, each with its time or why it is skipped.
 
     The invitation goes when the window opens (at once if enrolment comes later); reminders go
     the given days after the invitation's day, at the time point's local send time. A time
     inside quiet hours moves to their end. Nothing is planned after the window closes, and
-    nothing is planned in the past (no burst of late reminders).
+    nothing is planned in the past (no burst of late reminders). `invited_at` is when the
+    invitation went, once it has: planning again later keeps its reminders where they were.
     """
     zone = ZoneInfo(recipient.time_zone)
     channel, contact_skip = recipient.channel(channels)
     # The invitation goes when the window opens, or now when enrolment comes later.
-    invite_local = max(window.opens_at, now).astimezone(zone)
+    invite_local = (invited_at or max(window.opens_at, now)).astimezone(zone)
     messages = []
     times = [(0, invite_local)]
     # Reminders count from the day the invitation actually goes (after any quiet hours).
@@ -222,3 +225,46 @@ def plan_messages(
             )
         )
     return messages
+
+
+# Send time -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """How often one patient may be messaged, across all their courses."""
+
+    per_day: int  # messages in one local calendar day
+    gap: dt.timedelta  # between two messages
+
+
+def earliest_send(
+    now: dt.datetime,
+    closes_at: dt.datetime,
+    time_zone: str,
+    quiet: QuietHours,
+    pace: Pace,
+    recent: Sequence[dt.datetime],
+) -> dt.datetime | None:
+    """The first moment from `now` a message may go: now, or later (quiet hours, the patient's
+    daily cap, the gap after their last message); None when that is after the window closes.
+
+    `recent` are the times of the patient's messages already sent (or handed over).
+    """
+    zone = ZoneInfo(time_zone)
+    at = now
+    while at < closes_at:
+        local = quiet.next_allowed(at.astimezone(zone))
+        at = local.astimezone(dt.UTC)
+        later = [t + pace.gap for t in recent if t <= at < t + pace.gap]
+        if later:
+            at = max(later)
+            continue
+        day = local.date()
+        day_starts = local_instant(day, dt.time(0, 0), zone)
+        day_ends = local_instant(day + dt.timedelta(days=1), dt.time(0, 0), zone)
+        if sum(1 for t in recent if day_starts <= t < day_ends) >= pace.per_day:
+            at = day_ends
+            continue
+        return at if at < closes_at else None
+    return None

@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import hashlib
-import secrets
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Channel, Clinic, Enrollment, EnrollmentStatus, Patient
-from proms.auth.models import StaffUser
-from proms.checks import public_base_url
+from proms.scheduling.links import (  # noqa: F401 - the link API of the patient side
+    TOKEN_BYTES,
+    hash_token,
+    link_max_age,
+    link_url,
+    mint_token,
+    token_hint,
+)
 from proms.scheduling.models import (
     Assessment,
     AssessmentStatus,
@@ -27,8 +29,6 @@ from proms.scheduling.models import (
     NotificationKind,
 )
 from proms.surveys.models import AccessToken, SurveyResponse
-
-TOKEN_BYTES = 32  # 256 bits
 
 
 class LinkState(enum.StrEnum):
@@ -64,52 +64,6 @@ class LinkCheck:
     @property
     def status_code(self) -> int:
         return STATUS_CODES[self.state]
-
-
-def link_url(config: Mapping[str, Any], raw: str) -> str:
-    """The address a patient opens: <public base URL>/s/<token> (proms.checks.public_base_url).
-
-    Raises ConfigurationError in production without an https PUBLIC_BASE_URL.
-    """
-    return f"{public_base_url(config)}/s/{raw}"
-
-
-def link_max_age(config: Mapping[str, Any]) -> dt.timedelta:
-    return dt.timedelta(days=config["SURVEY_LINK_MAX_AGE_DAYS"])
-
-
-def hash_token(raw: str) -> bytes:
-    return hashlib.sha256(raw.encode("utf-8")).digest()
-
-
-def token_hint(raw: str) -> str:
-    """What logs may say about a token: the first characters of its hash."""
-    return hash_token(raw).hex()[:8]
-
-
-def mint_token(
-    session: Session,
-    assessment: Assessment,
-    *,
-    now: dt.datetime,
-    max_age: dt.timedelta,
-    notification: Notification | None = None,
-    created_by: StaffUser | None = None,
-) -> str:
-    """A new link for an assessment; returns the raw token (shown once, never stored)."""
-    raw = secrets.token_urlsafe(TOKEN_BYTES)
-    session.add(
-        AccessToken(
-            token_hash=hash_token(raw),
-            assessment=assessment,
-            notification_id=notification.id if notification else None,
-            created_by_id=created_by.id if created_by else None,
-            created_at=now,
-            expires_at=min(now + max_age, assessment.closes_at),
-        )
-    )
-    session.flush()
-    return raw
 
 
 def _with_survey() -> Select[tuple[AccessToken]]:

@@ -43,6 +43,7 @@ from proms.auth import tokens
 from proms.auth.models import Role, StaffUser
 from proms.auth.services import grant
 from proms.db import Base, db, utcnow
+from proms.scheduling.models import Notification
 from tests.helpers import World, csrf_token
 
 TABLES = (
@@ -76,6 +77,9 @@ CHOICE_KINDS = {"select", "radio", "checkbox", "submit"}
 BUTTONS = {
     "admin.install_bundled_protocol": "shown while a clinic lacks the bundled protocol",
     "admin.opt_in": "shown once the patient has opted out",
+    "admin.mark_message_sent": "shown for a failed or uncertain message",
+    "admin.resend_message": "shown for a failed or uncertain message",
+    "admin.send_message_now": "shown for an invitation held back while its questionnaire is open",
 }
 # Input that a form rightly accepts, by (endpoint, variant): why, and whether it may change rows.
 ACCEPTED: dict[tuple[str, str], tuple[str, bool]] = {
@@ -362,6 +366,15 @@ def _enrolled(world: World, clinic: str) -> Enrollment:
     return enroll(db.session, patient, protocol, anchor, now=utcnow())
 
 
+def _first_message(enrollment: Enrollment) -> int:
+    return min(n.id for a in enrollment.assessments for n in _messages_of(a.id))
+
+
+def _messages_of(assessment_id: int) -> list[Notification]:
+    query = sa.select(Notification).where(Notification.assessment_id == assessment_id)
+    return list(db.session.scalars(query))
+
+
 def _seed(world: World) -> Seeds:
     admin = world.user("a", Role.ADMIN)
     grant(db.session, admin, world.clinic_a, Role.COORDINATOR)
@@ -385,6 +398,7 @@ def _seed(world: World) -> Seeds:
             "protocol_id": (world.protocol_a.id, world.protocol_b.id),
             "day": (1, 9999),
             "token": (raw, "x" * 43),
+            "notification_id": (_first_message(enrollment_a), _first_message(enrollment_b)),
         },
         by_endpoint={("admin.edit_protocol", "protocol_id"): latest.id},
     )

@@ -16,18 +16,19 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 from werkzeug.routing import Rule
 
 from proms.admin.enrollment import enroll
 from proms.auth.models import Role, StaffUser
 from proms.db import db, utcnow
-from proms.scheduling.models import Assessment
+from proms.scheduling.models import Assessment, Notification
 from tests.helpers import World, csrf_token, patient_today
 
 StaffClient = Callable[[StaffUser], FlaskClient]
 
 # Routes served without sign-in. Anything else must be staff-only.
-PUBLIC_BLUEPRINTS = {"surveys", "health"}
+PUBLIC_BLUEPRINTS = {"surveys", "health", "webhooks"}
 PUBLIC_ENDPOINTS = {"static", "auth.login", "auth.logout", "auth.set_password"}
 
 
@@ -41,6 +42,7 @@ class Objects:
     protocol_id: int
     clinic_id: int
     user_id: int
+    notification_id: int
 
 
 def _objects(world: World, clinic: str) -> Objects:
@@ -63,6 +65,13 @@ def _objects(world: World, clinic: str) -> Objects:
         protocol_id=protocol.id,
         clinic_id=patient.clinic_id,
         user_id=world.user(clinic, Role.CLINICIAN).id,
+        notification_id=min(n.id for n in _messages(baseline)),
+    )
+
+
+def _messages(assessment: Assessment) -> list[Notification]:
+    return list(
+        db.session.scalars(select(Notification).where(Notification.assessment_id == assessment.id))
     )
 
 
@@ -75,6 +84,7 @@ ARGUMENTS: dict[str, Callable[[Objects], object]] = {
     "clinic_id": lambda o: o.clinic_id,
     "user_id": lambda o: o.user_id,
     "day": lambda o: 1,
+    "notification_id": lambda o: o.notification_id,
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from sqlalchemy.orm import contains_eager
 from wtforms.fields.choices import SelectChoice
 
 from proms.admin import courses, paper
@@ -21,14 +22,16 @@ from proms.admin.forms.enrollments import (
     WithdrawForm,
     paper_form_class,
 )
+from proms.admin.messages import send_now_refusal
 from proms.admin.models import Enrollment, Patient, Protocol
 from proms.admin.views import bp
 from proms.auth import roles
 from proms.auth.audit import audit_change, audit_patient_view, snapshot
 from proms.auth.roles import COORDINATION, requires
 from proms.db import db, utcnow
+from proms.scheduling.history import describe_message
 from proms.scheduling.models import Assessment, Notification
-from proms.scheduling.rules import SKIP_LABELS, Skip
+from proms.scheduling.rules import SKIP_LABELS
 
 # A day 0 further than this from today is allowed (a course entered late) but questioned.
 FAR_AWAY = dt.timedelta(days=180)
@@ -161,11 +164,13 @@ def enrollment(enrollment_id: int) -> ResponseReturnValue:
 def _course_page(
     found: Enrollment, forms: dict[int, SessionForm] | None = None, status: int = 200
 ) -> ResponseReturnValue:
-    """The course: questionnaires, planned messages, infusion days (forms), actions."""
+    """The course: questionnaires, infusion days (forms), its messages, actions."""
+    now = utcnow()
     messages = db.session.scalars(
         select(Notification)
         .join(Assessment, Notification.assessment_id == Assessment.id)
         .where(Assessment.enrollment_id == found.id)
+        .options(contains_eager(Notification.assessment).joinedload(Assessment.timepoint))
         .order_by(Notification.send_after, Notification.id)
     ).all()
     days = courses.course_days(found)
@@ -175,24 +180,14 @@ def _course_page(
         "admin/enrollments/enrollment.html",
         enrollment=found,
         patient=found.patient,
-        now=utcnow(),
-        messages=messages,
+        now=now,
+        messages=[describe_message(row, now) for row in messages],
+        sendable_now={row.id for row in messages if send_now_refusal(row, now) is None},
         days=days,
         session_forms=session_forms,
         side_effects=courses.SIDE_EFFECTS,
-        cancel_labels=CANCEL_LABELS,
     )
     return html, status
-
-
-# Why a message row was cancelled, in words (the skips of planning, and later changes).
-CANCEL_LABELS = {
-    **{skip.value: label for skip, label in SKIP_LABELS.items()},
-    "completed": "the questionnaire was answered",
-    "withdrawn": "the course was withdrawn",
-    "rescheduled": "the window moved",
-    Skip.OPTED_OUT.value: "the patient opted out",
-}
 
 
 def _session_form(day: Any, formdata: Any = None) -> SessionForm:

@@ -1,0 +1,1 @@
+"""Messages to patients: the channels (SMTP email, Twilio texts, files, null) and their texts."""

@@ -1,0 +1,127 @@
+"""The scheduler's sweeps besides dispatch. Each takes `now`, is idempotent, and commits its
+own work in short transactions (the scheduler process has no request to do it)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, joinedload
+
+from proms.admin.models import Enrollment, EnrollmentStatus, Patient
+from proms.auth.models import PasswordToken
+from proms.scheduling.models import (
+    OPEN_STATUSES,
+    Assessment,
+    Notification,
+    NotificationStatus,
+)
+from proms.scheduling.planning import PLANNED_KINDS, plan_for, replace_messages
+from proms.scheduling.rules import Skip
+from proms.scheduling.services import complete_finished_enrollments, expire_closed_assessments
+from proms.surveys.models import AccessToken
+
+# Enrollments reconciled per transaction: short enough not to hold up coordinators' saves.
+RECONCILE_CHUNK = 200
+
+
+def close_windows(session: Session, now: dt.datetime) -> dict[str, int]:
+    """Windows that ended unanswered become missed; their unsent messages are dropped (never
+    sent late); courses with nothing left open are completed."""
+    closed_ids = session.scalars(
+        select(Assessment.id).where(
+            Assessment.status.in_(OPEN_STATUSES), Assessment.closes_at <= now
+        )
+    ).all()
+    missed = expire_closed_assessments(session, now)
+    dropped = 0
+    for chunk in _chunks(list(closed_ids), 500):
+        dropped += session.execute(
+            update(Notification)
+            .where(
+                Notification.assessment_id.in_(chunk),
+                Notification.status == NotificationStatus.PENDING,
+            )
+            .values(status=NotificationStatus.CANCELLED, cancel_reason=Skip.WINDOW_CLOSED.value)
+        ).rowcount
+    completed = complete_finished_enrollments(session)
+    session.commit()
+    return {"missed": missed, "dropped": dropped, "completed": completed}
+
+
+def reconcile(session: Session, now: dt.datetime) -> dict[str, int]:
+    """Plan again every active course's open and coming windows from their current state and fix
+    the outbox where it differs: a schedule heals itself after an edit, an import or a restore.
+
+    Returns how many courses were looked at and how many outbox rows changed.
+    """
+    ids = session.scalars(
+        select(Enrollment.id)
+        .where(Enrollment.status == EnrollmentStatus.ACTIVE)
+        .order_by(Enrollment.id)
+    ).all()
+    session.commit()
+    changed = 0
+    for chunk in _chunks(list(ids), RECONCILE_CHUNK):
+        changed += _reconcile_chunk(session, chunk, now)
+        session.commit()
+    return {"courses": len(ids), "changed": changed}
+
+
+def _reconcile_chunk(session: Session, enrollment_ids: Sequence[int], now: dt.datetime) -> int:
+    assessments = session.scalars(
+        select(Assessment)
+        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
+        .where(
+            Assessment.enrollment_id.in_(enrollment_ids),
+            Enrollment.status == EnrollmentStatus.ACTIVE,
+            Assessment.status.in_(OPEN_STATUSES),
+            Assessment.closes_at > now,
+        )
+        .options(
+            joinedload(Assessment.enrollment).joinedload(Enrollment.protocol),
+            joinedload(Assessment.enrollment)
+            .joinedload(Enrollment.patient)
+            .joinedload(Patient.clinic),
+            joinedload(Assessment.timepoint),
+        )
+        .order_by(Assessment.id)
+    ).all()
+    changed = 0
+    for assessment in assessments:
+        before = _outbox_state(session, assessment.id)
+        replace_messages(session, assessment, plan_for(assessment, now), now=now)
+        if _outbox_state(session, assessment.id) != before:
+            changed += 1
+    return changed
+
+
+def _outbox_state(session: Session, assessment_id: int) -> set[tuple[str, str, dt.datetime]]:
+    return {
+        (key, status.value, send_after)
+        for key, status, send_after in session.execute(
+            select(
+                Notification.idempotency_key, Notification.status, Notification.send_after
+            ).where(
+                Notification.assessment_id == assessment_id,
+                Notification.kind.in_(PLANNED_KINDS),
+            )
+        )
+    }
+
+
+def purge_tokens(session: Session, now: dt.datetime, keep: dt.timedelta) -> dict[str, int]:
+    """Delete patient links and staff password links that expired more than `keep` ago.
+
+    Until then an old patient link still says "expired, ask for a new one".
+    """
+    links = session.execute(delete(AccessToken).where(AccessToken.expires_at < now - keep))
+    passwords = session.execute(delete(PasswordToken).where(PasswordToken.expires_at < now - keep))
+    session.commit()
+    return {"links": links.rowcount, "password_links": passwords.rowcount}
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
