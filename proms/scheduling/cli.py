@@ -43,10 +43,12 @@ def scheduler_command(once: bool, now: dt.datetime | None) -> None:
     if now is not None and not once:
         raise click.UsageError("--now goes with --once (a running scheduler uses the clock).")
     if not logging.getLogger().handlers:  # a deployment's own logging configuration wins
+        # Running, one line per sweep goes to the log; with --once they are printed instead.
         logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+            level=logging.WARNING if once else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        # One line per sweep is ours; APScheduler's two per job and Alembic's are noise.
+        # APScheduler's two lines per job and Alembic's are noise beside ours.
         for name in ("apscheduler", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
     try:

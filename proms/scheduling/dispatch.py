@@ -17,7 +17,6 @@ never handed over goes back to pending. docs/messages.md tells the whole story.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import random
 import secrets
@@ -110,10 +109,20 @@ class Report:
     failed: int = 0
     uncertain: int = 0
     released: int = 0
+    segments: int = 0  # SMS segments handed over (what the provider bills)
     skipped: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Report) -> None:
-        for name in ("claimed", "sent", "deferred", "retrying", "failed", "uncertain", "released"):
+        for name in (
+            "claimed",
+            "sent",
+            "deferred",
+            "retrying",
+            "failed",
+            "uncertain",
+            "released",
+            "segments",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.skipped.update(other.skipped)
 
@@ -121,7 +130,8 @@ class Report:
         skipped = ",".join(f"{k}:{v}" for k, v in sorted(self.skipped.items())) or "0"
         return (
             f"claimed={self.claimed} sent={self.sent} skipped={skipped} deferred={self.deferred} "
-            f"retrying={self.retrying} failed={self.failed} uncertain={self.uncertain}"
+            f"retrying={self.retrying} failed={self.failed} uncertain={self.uncertain} "
+            f"sms_segments={self.segments}"
         )
 
 
@@ -281,7 +291,7 @@ def _claim_and_hand_over(
             report.deferred += 1
             continue
         recent[row.patient_id].append(now)
-        handed.append(_hand_over(session, row, now, settings))
+        handed.append(_hand_over(session, row, now, settings, report))
     return handed
 
 
@@ -394,7 +404,7 @@ def _send_time(
 
 
 def _hand_over(
-    session: Session, row: Notification, now: dt.datetime, settings: Settings
+    session: Session, row: Notification, now: dt.datetime, settings: Settings, report: Report
 ) -> _Handed:
     """Mint the message's link, render it, and mark the row handed over."""
     assert row.assessment is not None
@@ -410,21 +420,23 @@ def _hand_over(
     unsubscribe_url = None
     if row.channel is Channel.EMAIL:
         unsubscribe = secrets.token_urlsafe(TOKEN_BYTES)
-        row.unsubscribe_hash = hashlib.sha256(unsubscribe.encode()).digest()
+        row.unsubscribe_hash = hash_token(unsubscribe)
         unsubscribe_url = f"{settings.base_url}/u/{unsubscribe}"
     row.status = NotificationStatus.SENDING
     row.claimed_at = now
     row.claimed_by = settings.worker
     row.handed_over_at = now
     row.attempts += 1
-    message = _message(row, f"{settings.base_url}/s/{raw}", unsubscribe_url, settings)
+    message, segments = _message(row, f"{settings.base_url}/s/{raw}", unsubscribe_url, settings)
+    report.segments += segments
     session.flush()
     return _Handed(row.id, token.id, row.attempts, message)
 
 
 def _message(
     row: Notification, link: str, unsubscribe_url: str | None, settings: Settings
-) -> OutgoingMessage:
+) -> tuple[OutgoingMessage, int]:
+    """The rendered message, and its SMS segments (0 for an email)."""
     assert row.assessment is not None
     patient = row.patient
     clinic = patient.clinic
@@ -449,7 +461,7 @@ def _message(
     callback = None
     if row.channel is Channel.SMS and settings.status_callbacks:
         callback = f"{settings.base_url}/hooks/twilio/status"
-    return OutgoingMessage(
+    message = OutgoingMessage(
         notification_id=row.id,
         idempotency_key=row.idempotency_key,
         channel=row.channel.value,
@@ -460,6 +472,7 @@ def _message(
         unsubscribe_url=unsubscribe_url,
         status_callback_url=callback,
     )
+    return message, rendered.segments or 0
 
 
 # Sending and recording -------------------------------------------------------------------------

@@ -117,7 +117,9 @@ def test_a_text_goes_through_twilio_and_its_delivery_is_recorded(
 ) -> None:
     patient = texter(world)
     open_course(patient, world, utcnow())
-    assert "sent=1" in sweep(live)
+    output = sweep(live)
+    assert "sent=1" in output
+    assert "sms_segments=2" in output  # Spanish does not fit one GSM-7 segment
     [message] = twilio.messages
     assert message.to == "+12125550199"
     assert f"{BASE}/s/" in message.body
