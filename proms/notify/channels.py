@@ -62,9 +62,10 @@ class Unconfigured:
 
 def transport_of(config: Mapping[str, Any]) -> str:
     """MESSAGE_TRANSPORT, or its default: files in development, live everywhere else."""
-    return str(config.get("MESSAGE_TRANSPORT") or "") or (
-        "files" if config.get("ENV") == "development" else "live"
-    )
+    value = config.get("MESSAGE_TRANSPORT", "")
+    if value is None:  # PROMS_MESSAGE_TRANSPORT=null: Flask reads the variable as JSON's null
+        return "null"
+    return str(value) or ("files" if config.get("ENV") == "development" else "live")
 
 
 def close_all(senders: Mapping[str, Sender]) -> None:

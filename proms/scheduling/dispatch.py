@@ -17,6 +17,7 @@ never handed over goes back to pending. docs/messages.md tells the whole story.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 import secrets
@@ -27,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from proms.admin.models import Channel, Enrollment, EnrollmentStatus, Patient
+from proms.admin.models import Channel, EnrollmentStatus, Patient
 from proms.checks import public_base_url
 from proms.notify.base import OutgoingMessage, Rejected, Sender, Uncertain
 from proms.notify.channels import transport_of
@@ -44,7 +45,7 @@ from proms.scheduling.models import (
     NotificationKind,
     NotificationStatus,
 )
-from proms.scheduling.planning import ATTEMPTED, PLANNED_KINDS, quiet_hours_of
+from proms.scheduling.planning import ATTEMPTED, PLANNED_KINDS, SUPERSEDED, quiet_hours_of
 from proms.scheduling.rules import Pace, Skip, earliest_send
 from proms.surveys.models import AccessToken
 from proms.templating import phone
@@ -55,6 +56,8 @@ log = logging.getLogger("proms.scheduler")
 # fresh: they are waiting for it. An older one (the scheduler was down) waits like the rest.
 REQUEST_FRESH = dt.timedelta(hours=1)
 
+SENT = NotificationStatus.SENT
+
 # Outcomes are committed at the end of each batch, and at least this often during one: a slow
 # channel (a few messages a second) leaves few messages "unknown" if the process is killed.
 RECORD_EVERY_SECONDS = 1.0
@@ -62,7 +65,6 @@ RECORD_EVERY_SECONDS = 1.0
 # Reasons the dispatcher gives for not sending, beside the planning ones (rules.Skip).
 COMPLETED = "completed"
 WITHDRAWN = "withdrawn"
-SUPERSEDED = "superseded"  # a later reminder of the same questionnaire was due too
 PATIENT_CAP = "patient_cap"  # the patient's daily cap or gap lasts until the window closes
 
 
@@ -140,7 +142,7 @@ class _Handed:
     """A message handed over for sending in this batch."""
 
     row_id: int
-    token_id: int
+    token_hash: bytes
     attempts: int  # this one included
     message: OutgoingMessage
 
@@ -206,12 +208,12 @@ def dispatch_batch(
     handed = _claim_and_hand_over(session, now, settings, report)
     session.commit()
     outcomes: list[dict[str, Any]] = []
-    revoked: list[int] = []
+    revoked: list[bytes] = []
     recorded = time.monotonic()
     for item in handed:
         if stop():
             outcomes.append(_released(item))
-            revoked.append(item.token_id)
+            revoked.append(item.token_hash)
             report.released += 1
             continue
         outcomes.append(_send(item, senders, now, settings, report, revoked))
@@ -223,14 +225,28 @@ def dispatch_batch(
 
 
 def _record(
-    session: Session, outcomes: list[dict[str, Any]], revoked: list[int], now: dt.datetime
+    session: Session, outcomes: list[dict[str, Any]], revoked: list[bytes], now: dt.datetime
 ) -> None:
-    """Commit the outcomes so far (and empty the lists)."""
-    if outcomes:
-        session.execute(update(Notification), outcomes)
+    """Commit the outcomes so far (and empty the lists): the messages sent in one statement,
+    the others (refused, uncertain, put back: few) one by one."""
+    sent = {o["id"]: o["provider_message_id"] for o in outcomes if o["status"] is SENT}
+    others = [o for o in outcomes if o["status"] is not SENT]
+    if sent:
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_(list(sent)))
+            .values(
+                status=SENT,
+                sent_at=now,
+                last_error=None,
+                provider_message_id=_per_row(sent, Notification.provider_message_id),
+            )
+        )
+    if others:
+        session.execute(update(Notification), others)
     if revoked:
         session.execute(
-            update(AccessToken).where(AccessToken.id.in_(revoked)).values(revoked_at=now)
+            update(AccessToken).where(AccessToken.token_hash.in_(revoked)).values(revoked_at=now)
         )
     session.commit()
     outcomes.clear()
@@ -263,15 +279,14 @@ def _claim_and_hand_over(
         .order_by(Notification.send_after, Notification.id)
         .options(
             joinedload(Notification.patient).joinedload(Patient.clinic),
-            joinedload(Notification.assessment)
-            .joinedload(Assessment.enrollment)
-            .joinedload(Enrollment.protocol),
+            joinedload(Notification.assessment).joinedload(Assessment.enrollment),
         )
-        .execution_options(populate_existing=True)
     ).all()
     recent = _recent_sends(session, {row.patient_id for row in rows}, now, settings.pace)
     latest_due = _latest_due(session, {row.assessment_id for row in rows if row.assessment_id}, now)
-    handed: list[_Handed] = []
+    handing: list[_Handed] = []
+    links: list[dict[str, Any]] = []
+    unsubscribes: dict[int, bytes] = {}
     for row in rows:
         reason = _unwanted(row, now, latest_due)
         if reason is not None:
@@ -291,8 +306,32 @@ def _claim_and_hand_over(
             report.deferred += 1
             continue
         recent[row.patient_id].append(now)
-        handed.append(_hand_over(session, row, now, settings, report))
-    return handed
+        handing.append(_hand_over(row, now, settings, report, links, unsubscribes))
+    session.flush()  # what was dropped or deferred
+    if handing:
+        # The batch's hand-over in two statements, its links and its rows (thousands of
+        # messages a second where a statement per row managed hundreds).
+        session.execute(insert(AccessToken), links)
+        session.execute(
+            update(Notification)
+            .where(Notification.id.in_([item.row_id for item in handing]))
+            .values(
+                status=NotificationStatus.SENDING,
+                claimed_at=now,
+                claimed_by=settings.worker,
+                handed_over_at=now,
+                attempts=Notification.attempts + 1,
+                unsubscribe_hash=_per_row(unsubscribes, Notification.unsubscribe_hash),
+            )
+        )
+    return handing
+
+
+def _per_row(values: Mapping[int, Any], column: Any) -> Any:
+    """A value per row id in one UPDATE (CASE id WHEN ... END); other rows keep theirs."""
+    if not values:
+        return column
+    return case(values, value=Notification.id, else_=column)
 
 
 def _recent_sends(
@@ -404,33 +443,35 @@ def _send_time(
 
 
 def _hand_over(
-    session: Session, row: Notification, now: dt.datetime, settings: Settings, report: Report
+    row: Notification,
+    now: dt.datetime,
+    settings: Settings,
+    report: Report,
+    links: list[dict[str, Any]],
+    unsubscribes: dict[int, bytes],
 ) -> _Handed:
-    """Mint the message's link, render it, and mark the row handed over."""
+    """Mint the message's link (and an email's unsubscribe link) and render it; the rows to
+    write are added to `links` and `unsubscribes`."""
     assert row.assessment is not None
     raw = secrets.token_urlsafe(TOKEN_BYTES)
-    token = AccessToken(
-        token_hash=hash_token(raw),
-        assessment_id=row.assessment_id,
-        notification_id=row.id,
-        created_at=now,
-        expires_at=min(now + settings.link_max_age, row.assessment.closes_at),
+    token_hash = hash_token(raw)
+    links.append(
+        {
+            "token_hash": token_hash,
+            "assessment_id": row.assessment_id,
+            "notification_id": row.id,
+            "created_at": now,
+            "expires_at": min(now + settings.link_max_age, row.assessment.closes_at),
+        }
     )
-    session.add(token)
     unsubscribe_url = None
     if row.channel is Channel.EMAIL:
         unsubscribe = secrets.token_urlsafe(TOKEN_BYTES)
-        row.unsubscribe_hash = hash_token(unsubscribe)
+        unsubscribes[row.id] = hash_token(unsubscribe)
         unsubscribe_url = f"{settings.base_url}/u/{unsubscribe}"
-    row.status = NotificationStatus.SENDING
-    row.claimed_at = now
-    row.claimed_by = settings.worker
-    row.handed_over_at = now
-    row.attempts += 1
     message, segments = _message(row, f"{settings.base_url}/s/{raw}", unsubscribe_url, settings)
     report.segments += segments
-    session.flush()
-    return _Handed(row.id, token.id, row.attempts, message)
+    return _Handed(row.id, token_hash, row.attempts + 1, message)
 
 
 def _message(
@@ -449,7 +490,7 @@ def _message(
             language=patient.language,
             first_name=patient.given_name.split()[0] if patient.given_name.strip() else None,
             clinic_name=clinic.name,
-            clinic_phone=phone(clinic.contact_phone, clinic.time_zone)
+            clinic_phone=_clinic_phone(clinic.contact_phone, clinic.time_zone)
             if clinic.contact_phone
             else None,
             link=link,
@@ -475,6 +516,10 @@ def _message(
     return message, rendered.segments or 0
 
 
+# A clinic's number as its patients write it: parsing a number costs more than rendering.
+_clinic_phone = functools.lru_cache(maxsize=256)(phone)
+
+
 # Sending and recording -------------------------------------------------------------------------
 
 
@@ -484,13 +529,13 @@ def _send(
     now: dt.datetime,
     settings: Settings,
     report: Report,
-    revoked: list[int],
+    revoked: list[bytes],
 ) -> dict[str, Any]:
     """Send one message; the values that record its outcome."""
     try:
         provider_id = senders[item.message.channel].send(item.message)
     except Rejected as refused:
-        revoked.append(item.token_id)
+        revoked.append(item.token_hash)
         return _refused(item, refused, now, settings, report)
     except Uncertain as unclear:
         report.uncertain += 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
 from proms.admin.models import (
@@ -225,6 +225,9 @@ def cancel_pending(session: Session, assessment_ids: Sequence[int], reason: str)
 # The kinds of message a window's plan makes (a new link is asked for, not planned).
 PLANNED_KINDS = (NotificationKind.INVITE, NotificationKind.REMINDER)
 
+# Why the dispatcher dropped a due message for a later one of the same window (after downtime).
+SUPERSEDED = "superseded"
+
 # Statuses of a message that was, or may have been, handed to a provider.
 ATTEMPTED = (NotificationStatus.SENT, NotificationStatus.SENDING, NotificationStatus.UNKNOWN)
 
@@ -241,7 +244,45 @@ def replace_messages(
     *,
     now: dt.datetime | None = None,
 ) -> int:
-    """Make the window's outbox rows match its planned messages; returns how many will go.
+    """Make the window's outbox rows match its planned messages; returns how many will go
+    (`match_plan` says how)."""
+    rows = outbox_rows(session, [assessment.id]).get(assessment.id, [])
+    fresh, _changed = match_plan(assessment, messages, rows, now=now)
+    write_messages(session, assessment, fresh)
+    session.flush()
+    return sum(1 for m in messages if m.skip is None)
+
+
+def outbox_rows(session: Session, assessment_ids: Sequence[int]) -> dict[int, list[Notification]]:
+    """The planned rows (invitations and reminders) of these windows, locked, in one query."""
+    found: dict[int, list[Notification]] = {}
+    if not assessment_ids:
+        return found
+    for row in session.scalars(
+        select(Notification)
+        .where(
+            Notification.assessment_id.in_(assessment_ids),
+            Notification.kind.in_(PLANNED_KINDS),
+        )
+        # A dispatcher's claim commits first; then the row reads as "sending" and stays.
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ):
+        assert row.assessment_id is not None
+        found.setdefault(row.assessment_id, []).append(row)
+    return found
+
+
+def match_plan(
+    assessment: Assessment,
+    messages: Sequence[PlannedMessage],
+    rows: Sequence[Notification],
+    *,
+    now: dt.datetime | None = None,
+) -> tuple[list[PlannedMessage], bool]:
+    """Bring a window's existing outbox rows in line with its plan, in memory.
+
+    Returns the planned messages that have no row yet, and whether any row changed.
 
     A row of the plan that exists is brought up to date if it was pending or cancelled by
     planning; one sent (or failed, or uncertain) stays as it was: nobody gets a message twice.
@@ -250,29 +291,17 @@ def replace_messages(
     A patient's request for a new link is not part of the plan and is left alone. A pending
     row already due at `now` keeps its time when the plan says "now" too (history stays true).
     """
-    existing = {
-        row.idempotency_key: row
-        for row in session.scalars(
-            select(Notification)
-            .where(
-                Notification.assessment_id == assessment.id,
-                Notification.kind.in_(PLANNED_KINDS),
-            )
-            # A dispatcher's claim commits first; then the row reads as "sending" and stays.
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    }
+    existing = {row.idempotency_key: row for row in rows}
     planned = {
         message_key(assessment, m): m
         for m in messages
         if m.skip not in (Skip.WINDOW_CLOSED, Skip.PASSED)
     }
     due = {message_key(assessment, m) for m in messages if m.skip is Skip.PASSED}
+    changed = False
     for key, row in existing.items():
         if key not in planned and key not in due and row.status is NotificationStatus.PENDING:
-            row.status = NotificationStatus.CANCELLED
-            row.cancel_reason = "rescheduled"
+            changed |= _set(row, NotificationStatus.CANCELLED, "rescheduled", row.send_after)
     fresh = []
     for key, message in planned.items():
         row = existing.get(key)
@@ -281,22 +310,34 @@ def replace_messages(
         elif row.status is NotificationStatus.PENDING or (
             row.status is NotificationStatus.CANCELLED and row.cancel_reason in REPLANNABLE
         ):
-            row.status = (
-                NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING
+            keep_time = now is not None and row.send_after <= now and message.send_at <= now
+            changed |= _set(
+                row,
+                NotificationStatus.CANCELLED if message.skip else NotificationStatus.PENDING,
+                message.skip.value if message.skip else None,
+                row.send_after if keep_time else message.send_at,
             )
-            row.cancel_reason = message.skip.value if message.skip else None
-            if not (now is not None and row.send_after <= now and message.send_at <= now):
-                row.send_after = message.send_at
-    write_messages(session, assessment, fresh)
-    session.flush()
-    return sum(1 for m in planned.values() if m.skip is None)
+    return fresh, changed or bool(fresh)
 
 
-def plan_for(assessment: Assessment, now: dt.datetime) -> list[PlannedMessage]:
+def _set(
+    row: Notification, status: NotificationStatus, reason: str | None, send_after: dt.datetime
+) -> bool:
+    """Change a row only where it differs (an unchanged row costs the flush nothing)."""
+    if (row.status, row.cancel_reason, row.send_after) == (status, reason, send_after):
+        return False
+    row.status, row.cancel_reason, row.send_after = status, reason, send_after
+    return True
+
+
+def plan_for(
+    assessment: Assessment, now: dt.datetime, rows: Sequence[Notification] | None = None
+) -> list[PlannedMessage]:
     """The messages of an assessment's window as it stands, for the patient as they are now.
 
     Once the window's invitation has gone, its reminders count from the day it went, as they
-    did when first planned (re-planning later must not push them back day by day).
+    did when first planned (re-planning later must not push them back day by day). `rows` are
+    the window's outbox rows when the caller has them (else they are read).
     """
     enrollment = assessment.enrollment
     patient = enrollment.patient
@@ -306,6 +347,10 @@ def plan_for(assessment: Assessment, now: dt.datetime) -> list[PlannedMessage]:
         due_at=assessment.due_at,
         closes_at=assessment.closes_at,
     )
+    if rows is None:
+        session = object_session(assessment)
+        assert session is not None
+        rows = outbox_rows(session, [assessment.id]).get(assessment.id, [])
     return plan_messages(
         window,
         rule_of(assessment.timepoint),
@@ -314,22 +359,21 @@ def plan_for(assessment: Assessment, now: dt.datetime) -> list[PlannedMessage]:
         enrollment.protocol.channels,
         quiet_hours_of(patient.clinic),
         now,
-        invited_at=_invited_at(assessment),
+        invited_at=invited_at(assessment, rows),
     )
 
 
-def _invited_at(assessment: Assessment) -> dt.datetime | None:
-    """When the current window's invitation went (or was handed over), if it did."""
-    session = object_session(assessment)
-    assert session is not None
+def invited_at(assessment: Assessment, rows: Sequence[Notification]) -> dt.datetime | None:
+    """When the current window's invitation went (or was handed over), if it did; or when it
+    was due, if a later reminder went in its place (superseded)."""
     opened = f"assessment:{assessment.id}:{assessment.opens_at.date().isoformat()}:invite:"
-    return session.scalar(
-        select(func.min(func.coalesce(Notification.sent_at, Notification.handed_over_at))).where(
-            Notification.assessment_id == assessment.id,
-            Notification.idempotency_key.startswith(opened),
-            Notification.status.in_(ATTEMPTED),
-        )
-    )
+    times = [
+        row.sent_at or row.handed_over_at if row.status in ATTEMPTED else row.send_after
+        for row in rows
+        if row.idempotency_key.startswith(opened)
+        and (row.status in ATTEMPTED or row.cancel_reason == SUPERSEDED)
+    ]
+    return min((t for t in times if t is not None), default=None)
 
 
 def replan_messages(session: Session, patient: Patient, *, now: dt.datetime) -> int:

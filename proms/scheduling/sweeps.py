@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Enrollment, EnrollmentStatus, Patient
@@ -17,13 +17,17 @@ from proms.scheduling.models import (
     Notification,
     NotificationStatus,
 )
-from proms.scheduling.planning import PLANNED_KINDS, plan_for, replace_messages
+from proms.scheduling.planning import match_plan, outbox_rows, plan_for, write_messages
 from proms.scheduling.rules import Skip
 from proms.scheduling.services import complete_finished_enrollments, expire_closed_assessments
 from proms.surveys.models import AccessToken
 
 # Enrollments reconciled per transaction: short enough not to hold up coordinators' saves.
 RECONCILE_CHUNK = 200
+
+# Reconcile looks at the windows open now or opening within this long: each is looked at a few
+# hundred times before it opens, and a whole clinic's future is not re-planned every 15 minutes.
+RECONCILE_AHEAD = dt.timedelta(days=3)
 
 
 def close_windows(session: Session, now: dt.datetime) -> dict[str, int]:
@@ -51,14 +55,20 @@ def close_windows(session: Session, now: dt.datetime) -> dict[str, int]:
 
 
 def reconcile(session: Session, now: dt.datetime) -> dict[str, int]:
-    """Plan again every active course's open and coming windows from their current state and fix
-    the outbox where it differs: a schedule heals itself after an edit, an import or a restore.
+    """Plan again every active course's windows open now or opening soon (RECONCILE_AHEAD) from
+    their current state and fix the outbox where it differs: a schedule heals itself after an
+    edit, an import or a restore, before any message of it is due.
 
-    Returns how many courses were looked at and how many outbox rows changed.
+    Returns how many courses were looked at and in how many windows the outbox changed.
     """
     ids = session.scalars(
         select(Enrollment.id)
-        .where(Enrollment.status == EnrollmentStatus.ACTIVE)
+        .where(
+            Enrollment.status == EnrollmentStatus.ACTIVE,
+            select(Assessment.id)
+            .where(_soon(now), Assessment.enrollment_id == Enrollment.id)
+            .exists(),
+        )
         .order_by(Enrollment.id)
     ).all()
     session.commit()
@@ -69,15 +79,24 @@ def reconcile(session: Session, now: dt.datetime) -> dict[str, int]:
     return {"courses": len(ids), "changed": changed}
 
 
+def _soon(now: dt.datetime) -> ColumnElement[bool]:
+    """Windows not answered, not closed, and open or opening within RECONCILE_AHEAD."""
+    return and_(
+        Assessment.status.in_(OPEN_STATUSES),
+        Assessment.closes_at > now,
+        Assessment.opens_at <= now + RECONCILE_AHEAD,
+    )
+
+
 def _reconcile_chunk(session: Session, enrollment_ids: Sequence[int], now: dt.datetime) -> int:
+    """One chunk in a few queries: its windows, their outbox rows (locked), the new rows."""
     assessments = session.scalars(
         select(Assessment)
         .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
         .where(
             Assessment.enrollment_id.in_(enrollment_ids),
             Enrollment.status == EnrollmentStatus.ACTIVE,
-            Assessment.status.in_(OPEN_STATUSES),
-            Assessment.closes_at > now,
+            _soon(now),
         )
         .options(
             joinedload(Assessment.enrollment).joinedload(Enrollment.protocol),
@@ -88,27 +107,15 @@ def _reconcile_chunk(session: Session, enrollment_ids: Sequence[int], now: dt.da
         )
         .order_by(Assessment.id)
     ).all()
+    rows = outbox_rows(session, [a.id for a in assessments])
     changed = 0
     for assessment in assessments:
-        before = _outbox_state(session, assessment.id)
-        replace_messages(session, assessment, plan_for(assessment, now), now=now)
-        if _outbox_state(session, assessment.id) != before:
-            changed += 1
+        own = rows.get(assessment.id, [])
+        fresh, differs = match_plan(assessment, plan_for(assessment, now, own), own, now=now)
+        write_messages(session, assessment, fresh)
+        changed += differs
+    session.flush()
     return changed
-
-
-def _outbox_state(session: Session, assessment_id: int) -> set[tuple[str, str, dt.datetime]]:
-    return {
-        (key, status.value, send_after)
-        for key, status, send_after in session.execute(
-            select(
-                Notification.idempotency_key, Notification.status, Notification.send_after
-            ).where(
-                Notification.assessment_id == assessment_id,
-                Notification.kind.in_(PLANNED_KINDS),
-            )
-        )
-    }
 
 
 def purge_tokens(session: Session, now: dt.datetime, keep: dt.timedelta) -> dict[str, int]:

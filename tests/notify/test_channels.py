@@ -186,3 +186,19 @@ def test_close_all_closes_a_shared_sender_once() -> None:
     close_all({"email": shared, "sms": shared, "fax": other})
 
     assert (shared.closed, other.closed) == (1, 1)
+
+
+def test_null_from_the_environment_is_the_null_transport(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Flask reads PROMS_* variables as JSON where it can: "null" arrives as None.
+    from proms import create_app
+    from proms.notify.channels import transport_of
+
+    monkeypatch.setenv("PROMS_MESSAGE_TRANSPORT", "null")
+    monkeypatch.setenv("PROMS_DATABASE_URL", f"sqlite:///{tmp_path / 'unused.sqlite3'}")
+    app = create_app(serving=False)
+    assert app.config["MESSAGE_TRANSPORT"] is None
+    assert transport_of(app.config) == "null"
+    senders = senders_for(app.config, str(tmp_path))
+    assert isinstance(senders["email"], NullSender)
