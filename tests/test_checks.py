@@ -189,12 +189,17 @@ def test_make_run_makes_links_to_its_own_port(tmp_path: Path) -> None:
     """`make run PORT=5077`: every command it runs, the scheduler beside the web app included,
     gets the base URL of that port."""
     calls = tmp_path / "calls.log"
-    for name in ("proms", "flask"):  # stand-ins that note their arguments and environment
+    # The web app's stand-in waits (up to 10 s) for the scheduler's to have started: when the
+    # web app stops, `make run` stops the scheduler too, perhaps before it wrote its line.
+    waits = {
+        "proms": "",
+        "flask": f'for i in $(seq 100); do grep -q "^proms scheduler" "{calls}" && break; '
+        "sleep 0.1; done\n",
+    }
+    for name, wait in waits.items():  # stand-ins that note their arguments and environment
         script = tmp_path / name
-        script.write_text(
-            f'#!/bin/sh\necho "{name} $* | $PROMS_ENV | $PROMS_PUBLIC_BASE_URL" >> "{calls}"\n',
-            encoding="utf-8",
-        )
+        note = f'echo "{name} $* | $PROMS_ENV | $PROMS_PUBLIC_BASE_URL" >> "{calls}"'
+        script.write_text(f"#!/bin/sh\n{wait}{note}\n", encoding="utf-8")
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PROMS_", "MAKE"))}
     make = shutil.which("make")
@@ -214,7 +219,7 @@ def test_make_run_makes_links_to_its_own_port(tmp_path: Path) -> None:
         "proms db upgrade | development | http://127.0.0.1:5077",
         "proms demo | development | http://127.0.0.1:5077",
     ]
-    assert sorted(lines[2:]) == [  # started together: in either order
-        "flask --app proms run --host 127.0.0.1 --port 5077 | development | http://127.0.0.1:5077",
+    assert lines[2:] == [  # the scheduler, then the web app beside it
         "proms scheduler | development | http://127.0.0.1:5077",
+        "flask --app proms run --host 127.0.0.1 --port 5077 | development | http://127.0.0.1:5077",
     ]
