@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,7 +22,7 @@ from proms.scheduling.models import (
     NotificationKind,
     NotificationStatus,
 )
-from proms.scheduling.planning import quiet_hours_of
+from proms.scheduling.planning import lock, quiet_hours_of
 
 MARKED_SENT = "marked_sent"
 RESENT = "resent"
@@ -81,20 +81,9 @@ def attempted_at(row: Notification) -> dt.datetime:
     return row.sent_at or row.handed_over_at or row.send_after
 
 
-def lock_message(session: Session, row: Notification) -> None:
-    """Hold the row until the commit and read it again, so a double click or two coordinators
-    decide one after the other (PostgreSQL; SQLite runs each writer alone, proms.db)."""
-    session.scalar(
-        select(Notification)
-        .where(Notification.id == row.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-
-
 def mark_sent(session: Session, row: Notification, *, now: dt.datetime) -> None:
     """The patient confirmed the message arrived: nothing more to do about it."""
-    lock_message(session, row)
+    lock(session, row)
     _check_undecided(row)
     if row.status is NotificationStatus.UNKNOWN:
         row.status = NotificationStatus.SENT
@@ -142,7 +131,7 @@ def send_again(session: Session, row: Notification, *, now: dt.datetime) -> Noti
     One per message: a second click finds the first decision (the row lock) or, past it, the
     unique key, and is refused.
     """
-    lock_message(session, row)
+    lock(session, row)
     _check_undecided(row)
     refusal = resend_refusal(row, now)
     if refusal is not None:
@@ -197,7 +186,7 @@ def send_now_refusal(row: Notification, now: dt.datetime) -> str | None:
 
 def send_now(session: Session, row: Notification, *, now: dt.datetime) -> None:
     """Bring a pending invitation forward to now: the scheduler sends it on its next sweep."""
-    lock_message(session, row)
+    lock(session, row)
     refusal = send_now_refusal(row, now)
     if refusal is not None:
         raise AdminError(refusal)

@@ -40,7 +40,7 @@ RESOLUTION_WORDS = {
 }
 
 # A message due this long ago and still waiting suggests the scheduler is not running (it
-# sweeps every minute).
+# sends every 30 seconds).
 SCHEDULER_LATE = dt.timedelta(minutes=15)
 
 UNKNOWN_WORDS = "the scheduler stopped while sending; it may have arrived"

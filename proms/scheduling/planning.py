@@ -136,9 +136,9 @@ def plan_windows(
     ]
 
 
-def lock(session: Session, row: Patient | Enrollment) -> None:
+def lock(session: Session, row: Patient | Enrollment | Notification) -> None:
     """Hold the row until the commit and read it again, so that two requests changing the same
-    patient or course (a double click, two coordinators) run one after the other on
+    patient, course or message (a double click, two coordinators) run one after the other on
     PostgreSQL. (SQLite runs every transaction alone among writers: proms.db.)"""
     session.scalar(
         select(type(row))

@@ -21,7 +21,6 @@ patient page, takes the small public form limits, and is redacted from logs like
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 
 from flask import current_app, g, redirect, render_template, request, url_for
@@ -38,6 +37,7 @@ from proms.auth.roles import public
 from proms.auth.services import RequestInfo, record_event
 from proms.db import db, utcnow
 from proms.errors import CSRF_MESSAGE
+from proms.scheduling.links import hash_token
 from proms.scheduling.models import Notification
 from proms.scheduling.planning import PlanningError, opt_in, opt_out
 from proms.security import csrf, limiter
@@ -132,8 +132,9 @@ def _audit(
 def find_notification(session: Session, raw_token: str) -> Notification | None:
     if not raw_token or len(raw_token) > MAX_TOKEN_LENGTH:
         return None
-    digest = hashlib.sha256(raw_token.encode("utf-8")).digest()
-    return session.scalar(select(Notification).where(Notification.unsubscribe_hash == digest))
+    return session.scalar(
+        select(Notification).where(Notification.unsubscribe_hash == hash_token(raw_token))
+    )
 
 
 # Pages ----------------------------------------------------------------------------------------
