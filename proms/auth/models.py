@@ -31,6 +31,8 @@ class Role(enum.StrEnum):
     ADMIN = "admin"
     COORDINATOR = "coordinator"
     CLINICIAN = "clinician"
+    # Exports and cohort reports of the clinic's data; no patient pages.
+    ANALYST = "analyst"
 
 
 class StaffUser(db.Model):

@@ -31,6 +31,10 @@ __all__ = ["public", "requires"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 ANY_STAFF = frozenset(Role)
+# Who sees patients' pages: everyone but analysts.
+CARE_TEAM = frozenset({Role.ADMIN, Role.COORDINATOR, Role.CLINICIAN})
+# Who exports the clinic's data.
+ANALYSIS = frozenset({Role.ADMIN, Role.ANALYST})
 COORDINATION = frozenset({Role.COORDINATOR, Role.ADMIN})
 ADMINISTRATION = frozenset({Role.ADMIN})
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from flask import abort
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from proms.admin.models import Patient
-from proms.auth.models import ClinicMembership, StaffUser
+from proms.auth.models import ClinicMembership, Role, StaffUser
 
 
-def visible_patients(user: StaffUser) -> Select[tuple[Patient]]:
-    """A select of the patients of the clinics the user belongs to."""
+def visible_patients(
+    user: StaffUser, roles: Collection[Role] | None = None
+) -> Select[tuple[Patient]]:
+    """A select of the patients of the clinics the user belongs to (with one of `roles`)."""
     clinic_ids = select(ClinicMembership.clinic_id).where(ClinicMembership.user_id == user.id)
+    if roles is not None:
+        clinic_ids = clinic_ids.where(ClinicMembership.role.in_(list(roles)))
     return select(Patient).where(Patient.clinic_id.in_(clinic_ids))
 
 

@@ -6,7 +6,7 @@ from flask import Flask, redirect, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 
-from proms.auth.roles import ANY_STAFF, COORDINATION, requires
+from proms.auth.roles import ANY_STAFF, CARE_TEAM, COORDINATION, requires
 
 
 def init_app(app: Flask) -> None:
@@ -17,7 +17,11 @@ def init_app(app: Flask) -> None:
     @app.route("/")
     @requires(ANY_STAFF)
     def index() -> ResponseReturnValue:
-        """Coordinators start at their worklist; clinicians at the patient list."""
-        if any(m.role in COORDINATION for m in current_user.memberships):
+        """Coordinators start at their worklist, clinicians at the patient list, analysts at the
+        instruments (the cohort report, when it lands)."""
+        held = {m.role for m in current_user.memberships}
+        if held & COORDINATION:
             return redirect(url_for("admin.worklist"))
-        return redirect(url_for("care.patients"))
+        if held & CARE_TEAM:
+            return redirect(url_for("care.patients"))
+        return redirect(url_for("care.instruments"))

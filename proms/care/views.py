@@ -11,7 +11,7 @@ from markupsafe import Markup
 from proms.admin.models import Patient
 from proms.auth import roles
 from proms.auth.audit import audit_patient_view, request_info
-from proms.auth.roles import ANY_STAFF, COORDINATION, requires
+from proms.auth.roles import ANY_STAFF, CARE_TEAM, COORDINATION, requires
 from proms.auth.scoping import visible_patients
 from proms.auth.services import record_event
 from proms.care import services
@@ -27,7 +27,7 @@ bp = Blueprint("care", __name__)
 
 
 @bp.route("/patients", methods=["GET", "POST"])
-@requires(ANY_STAFF)
+@requires(CARE_TEAM)
 def patients() -> ResponseReturnValue:
     if request.method == "POST":
         form = PatientSearchForm()
@@ -47,7 +47,10 @@ def patients() -> ResponseReturnValue:
 
     page = db.paginate(
         services.patient_list(
-            visible_patients(current_user), search=search, filter_key=filter_key, now=utcnow()
+            visible_patients(current_user, CARE_TEAM),
+            search=search,
+            filter_key=filter_key,
+            now=utcnow(),
         ),
         page=page_number,
         per_page=current_app.config["PATIENTS_PER_PAGE"],
@@ -107,7 +110,7 @@ TABLE_STATUS_LABELS = {
 
 
 @bp.route("/patients/<id:patient_id>")
-@requires(ANY_STAFF)
+@requires(CARE_TEAM)
 def patient(patient_id: int) -> ResponseReturnValue:
     found = roles.patient_for(db.session, patient_id)
     audit_patient_view("patient.view", found)

@@ -50,6 +50,16 @@ class Score(db.Model):
     method: Mapped[str] = mapped_column(String(16))  # table, pattern, sum, mean, none
     scoring_version: Mapped[str] = mapped_column(String(32))
     scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Change from the course's baseline by the instrument's primary threshold for the scale,
+    # stored when scored (and again by `rescore`) so that lists, filters and cohort reports
+    # aggregate in SQL. All NULL for a baseline score and for scales without a threshold;
+    # `change_by_*` hold proms.scoring.change.Classification values.
+    improvement: Mapped[float | None]  # in the instrument's direction: positive = better
+    percent_improvement: Mapped[float | None]
+    reliable_change_index: Mapped[float | None]  # raw direction: negative = lower score
+    change_by_threshold: Mapped[str | None] = mapped_column(String(24))
+    change_by_individual: Mapped[str | None] = mapped_column(String(24))
+    change_reason: Mapped[str | None] = mapped_column(String(200))  # why "not comparable"
 
     patient: Mapped[Patient] = relationship()
     response: Mapped[SurveyResponse] = relationship()

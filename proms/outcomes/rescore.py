@@ -17,7 +17,7 @@ from proms.catalog.services import scoring_definition
 from proms.db import utcnow
 from proms.instruments.registry import Registry
 from proms.outcomes.models import Score
-from proms.outcomes.services import score_values, scored
+from proms.outcomes.services import refresh_changes, score_values, scored
 from proms.scheduling.models import Assessment
 from proms.scoring import SCORING_VERSION
 from proms.scoring.types import Method, ScoreResult
@@ -39,6 +39,7 @@ class RescoreReport:
     responses: int = 0
     unchanged: int = 0
     changes: list[Rescored] = field(default_factory=list)
+    reclassified: list[int] = field(default_factory=list)  # scores whose change class moved
 
 
 def _values(score: Score | ScoreResult) -> dict[str, object]:
@@ -111,4 +112,12 @@ def rescore(session: Session, registry: Registry, *, apply: bool = True) -> Resc
             elif old is not None:
                 session.delete(old)
         session.flush()
+    if apply:
+        # A changed baseline changes every follow-up compared with it, and a changed threshold
+        # every score: classify them all again.
+        courses = session.scalars(
+            select(Enrollment).where(Enrollment.id.in_(select(Score.enrollment_id).distinct()))
+        )
+        for enrollment in courses:
+            report.reclassified.extend(refresh_changes(session, registry, enrollment))
     return report

@@ -11,8 +11,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from proms.admin.models import Enrollment, Patient, ProtocolTimepoint
 from proms.catalog.services import scoring_definition
@@ -92,7 +93,6 @@ def record_submission(
     """
     enrollment: Enrollment = assessment.enrollment
     patient: Patient = enrollment.patient
-    baseline = _Baseline(_baseline_scores(session, enrollment))
     definitions: dict[int, InstrumentDefinition] = {}
     rows: list[dict[str, object]] = []
     alerts: list[dict[str, object]] = []
@@ -116,13 +116,80 @@ def record_submission(
                 )
             )
     scores = _insert(session, Score, rows)
+    # After the insert: when this is the baseline, its own scores are the baseline's, and
+    # are not classified against themselves.
+    baseline = _Baseline(_baseline_scores(session, enrollment))
+    changes: list[dict[str, object]] = []
     for row in scores:
         change = _classify(definitions[row.response_id], row, baseline)
-        if change is not None and is_meaningful_worsening(change.change):
+        if change is None:
+            continue
+        changes.append({"id": row.id, **change_values(change.change)})
+        if is_meaningful_worsening(change.change):
             worsening = _alert(patient, assessment, AlertKind.WORSENING, _worsening_detail(change))
             worsening["score_id"] = row.id
             alerts.append(worsening)
+    _store_changes(session, scores, changes)
     return Outcome(tuple(scores), tuple(_insert(session, Alert, alerts)))
+
+
+CHANGE_COLUMNS = (
+    "improvement",
+    "percent_improvement",
+    "reliable_change_index",
+    "change_by_threshold",
+    "change_by_individual",
+    "change_reason",
+)
+NO_CHANGE_VALUES: dict[str, object] = dict.fromkeys(CHANGE_COLUMNS)
+
+
+def change_values(change: ChangeResult) -> dict[str, object]:
+    """The stored change columns of a score, from its classification."""
+    return {
+        "improvement": change.improvement,
+        "percent_improvement": change.percent_improvement,
+        "reliable_change_index": change.reliable_change_index,
+        "change_by_threshold": change.by_threshold.value,
+        "change_by_individual": change.by_individual.value,
+        "change_reason": change.reason[:200] or None,
+    }
+
+
+def _store_changes(
+    session: Session, scores: Sequence[Score], changes: list[dict[str, object]]
+) -> None:
+    """Write the change columns in one statement (an executemany by primary key)."""
+    if not changes:
+        return
+    session.execute(update(Score), changes)
+    by_id = {row.id: row for row in scores}
+    for values in changes:  # the objects in hand say what the rows now hold
+        row = by_id.get(values["id"])  # type: ignore[call-overload]
+        if row is not None:
+            for name in CHANGE_COLUMNS:
+                set_committed_value(row, name, values[name])
+
+
+def refresh_changes(session: Session, registry: Registry, enrollment: Enrollment) -> list[int]:
+    """Classify every score of an enrollment again (after a rescore); ids of changed rows."""
+    scores = session.scalars(
+        select(Score)
+        .where(Score.enrollment_id == enrollment.id)
+        .options(selectinload(Score.response).selectinload(SurveyResponse.instrument))
+        .order_by(Score.id)
+    ).all()
+    baseline = _Baseline(_baseline_scores(session, enrollment))
+    changed: list[int] = []
+    for row in scores:
+        change = _classify(scoring_definition(registry, row.response.instrument), row, baseline)
+        values = NO_CHANGE_VALUES if change is None else change_values(change.change)
+        if any(getattr(row, name) != value for name, value in values.items()):
+            for name, value in values.items():
+                setattr(row, name, value)
+            changed.append(row.id)
+    session.flush()
+    return changed
 
 
 def _insert(session: Session, model: type[Any], rows: list[dict[str, object]]) -> list[Any]:

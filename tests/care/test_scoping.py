@@ -24,6 +24,7 @@ from werkzeug.test import TestResponse
 from proms import create_app
 from proms.admin.models import Patient
 from proms.auth.models import AuditEvent, Role, StaffUser
+from proms.auth.roles import CARE_TEAM
 from proms.auth.services import grant
 from proms.db import db
 from tests.helpers import World, add_patient, csrf_token
@@ -60,7 +61,8 @@ def _probe_rules(*, shown_only: bool = False) -> list[str]:
 
 PATIENT_ROUTES = _probe_rules()
 SHOWN_ROUTES = _probe_rules(shown_only=True)
-ROLES = list(Role)
+# Roles that see patients; analysts see none (tests/security/test_route_roles.py checks their 403s).
+ROLES = sorted(CARE_TEAM)
 
 
 # Helpers ---------------------------------------------------------------------------------------

@@ -201,3 +201,17 @@ def test_change_from_baseline_by_threshold_and_individual_criterion(world: World
     assert "Chen" in month_3.change.threshold.source
     # 66.6 -> 68.0: 1.4 T worse is below the 3-point threshold.
     assert month_6.change.by_threshold is Classification.NO_CHANGE
+    # The same classification is stored on the score rows, for lists and reports.
+    db.session.expire_all()
+    for found in (month_3, month_6):
+        stored = db.session.get(Score, found.score.id)
+        assert stored is not None
+        assert stored.improvement == pytest.approx(found.change.improvement)
+        assert stored.reliable_change_index == pytest.approx(found.change.reliable_change_index)
+        assert stored.change_by_threshold == found.change.by_threshold.value
+        assert stored.change_by_individual == found.change.by_individual.value
+    baseline_rows = db.session.scalars(
+        select(Score).where(Score.enrollment_id == enrollment.id, Score.timepoint_key == "baseline")
+    ).all()
+    assert baseline_rows
+    assert all(row.change_by_threshold is None for row in baseline_rows)
