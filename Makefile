@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run sweep test lint format bench clean install messages
+.PHONY: run sweep test lint format bench bench-care clean install messages
 
 # Reinstall only when the project's dependencies change.
 $(BIN)/python:
@@ -50,17 +50,26 @@ run: install
 sweep: install
 	@$(DEV_ENV) $(BIN)/proms scheduler --once $(if $(NOW),--now $(NOW))
 
-# SQLite always; PostgreSQL too when PROMS_TEST_POSTGRES_URL names a database. The wheel test
+# SQLite always; PostgreSQL too when PROMS_TEST_POSTGRES_URL names a database. The two passes
+# run side by side (each is one process; a machine has at least two cores): the SQLite pass
+# prints as it goes, the PostgreSQL pass's report follows it. The wheel test
 # (tests/test_wheel.py: build, install in a fresh venv, serve) runs once, in the SQLite pass: it
 # uses a SQLite file of its own whatever --database says.
 test: install node_modules/.package-lock.json
-	$(BIN)/pytest $(PYTEST_ARGS)
-	@if [ -n "$$PROMS_TEST_POSTGRES_URL" ]; then \
-		echo "== again on PostgreSQL"; \
-		$(BIN)/pytest --database=postgresql -m "not wheel" $(PYTEST_ARGS); \
-	else \
+	@if [ -z "$$PROMS_TEST_POSTGRES_URL" ]; then \
+		$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
 		echo "PROMS_TEST_POSTGRES_URL is not set: the PostgreSQL run was skipped."; \
-	fi
+		exit $$status; \
+	fi; \
+	out=$$(mktemp -d); \
+	$(BIN)/pytest --database=postgresql -m "not wheel" $(PYTEST_ARGS) > $$out/log 2>&1 & pg=$$!; \
+	trap 'kill $$pg 2>/dev/null; rm -rf $$out' EXIT; \
+	echo "== SQLite pass (the PostgreSQL pass runs beside it; its report follows)"; \
+	$(BIN)/pytest $(PYTEST_ARGS); sqlite=$$?; \
+	wait $$pg; postgresql=$$?; \
+	echo "== PostgreSQL pass"; cat $$out/log; \
+	echo "== SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgresql"; \
+	[ $$sqlite -eq 0 ] && [ $$postgresql -eq 0 ]
 
 lint: install
 	$(BIN)/ruff check .
@@ -74,6 +83,11 @@ format: install
 # Benchmarks print ratios against baselines measured in the same run (bench/README.md).
 bench: install
 	@for script in bench/*_bench.py; do $(BIN)/python $$script || exit 1; done
+
+# The care team's pages on generated PostgreSQL data alone: `make bench-care SCALE=0.1` is CI's
+# size (10,000 patients); 1.0 (the default) is 100,000. PROMS_BENCH_POSTGRES_URL names the server.
+bench-care: install
+	$(BIN)/python bench/care_bench.py --scale $(or $(SCALE),1.0)
 
 # After changing patient-facing text: re-extract the catalog and update every language (then
 # translate the new entries in translations/*/LC_MESSAGES/messages.po).

@@ -11,6 +11,11 @@ ENV = "production"
 # The development key; create_app refuses it when ENV is production.
 SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - a known default, refused in production
 
+# The key of the pseudonyms (keyed HMAC-SHA256) and date shifts of de-identified exports
+# (docs/exports.md). Production refuses those exports with this default or a key under 32
+# characters. Keep it: a new key gives every patient a new pseudonym.
+EXPORT_PSEUDONYM_KEY = "dev-only-insecure-export-pseudonym-key"
+
 # Empty means SQLite at <instance>/proms.sqlite3.
 DATABASE_URL = ""
 
@@ -58,6 +63,11 @@ PROXY_FIX_HOPS = 0
 
 # Staff patient list page size.
 PATIENTS_PER_PAGE = 50
+# The alerts inbox page size.
+ALERTS_PER_PAGE = 50
+# Seconds a cohort report page keeps the figures it counted (its CSV serves the same ones);
+# 0 counts afresh on every view. proms/care/snapshots.py says why.
+COHORT_REPORT_MAX_AGE = 600
 
 # Patient links and surveys.
 # The address patients reach proms at, for links in messages and `proms link`: in production an
@@ -135,6 +145,8 @@ SWEEP_DISPATCH_SECONDS = 30
 SWEEP_WINDOWS_SECONDS = 300
 SWEEP_RECONCILE_SECONDS = 900
 SWEEP_PURGE_SECONDS = 3600
+# Tells a clinic's care team mailbox (Clinic.alert_email) of new urgent alerts: a link only.
+SWEEP_ALERTS_SECONDS = 60
 # Messages claimed per batch, and how long a claim lasts before another scheduler may take the
 # row back (a claim whose message was handed to a provider becomes "unknown" instead).
 DISPATCH_BATCH_SIZE = 200

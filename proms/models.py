@@ -12,6 +12,8 @@ from proms.admin.models import (
     TreatmentSession,
 )
 from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role, StaffUser
+from proms.care.models import StaffNote
+from proms.care.snapshots import CohortSnapshot
 from proms.catalog.models import Instrument, InstrumentSource
 from proms.outcomes.models import Alert, AlertKind, AlertStatus, Score
 from proms.scheduling.models import (
@@ -34,6 +36,7 @@ __all__ = [
     "Channel",
     "Clinic",
     "ClinicMembership",
+    "CohortSnapshot",
     "Enrollment",
     "EnrollmentStatus",
     "Instrument",
@@ -49,6 +52,7 @@ __all__ = [
     "Role",
     "Score",
     "SessionStatus",
+    "StaffNote",
     "StaffUser",
     "SurveyAnswer",
     "SurveyResponse",

@@ -6,25 +6,14 @@ import datetime as dt
 from collections.abc import Sequence
 
 from proms.admin.errors import AdminError
-from proms.admin.models import Enrollment, SessionStatus, TreatmentSession
+from proms.admin.models import (  # the constants live with the model, for every part to read
+    COURSE_DAYS,
+    SIDE_EFFECTS,
+    Enrollment,
+    SessionStatus,
+    TreatmentSession,
+)
 from proms.auth.models import StaffUser
-
-# The standardized course: five infusions on consecutive days from the anchor date.
-COURSE_DAYS = 5
-
-# Side effects staff note after an infusion (the reference study's and the checklist's terms).
-SIDE_EFFECTS = {
-    "dissociation": "Dissociation or feeling unreal",
-    "hallucinations": "Hallucinations or vivid dreams",
-    "nausea": "Nausea or vomiting",
-    "dizziness": "Dizziness",
-    "headache": "Headache",
-    "sedation": "Drowsiness or sedation",
-    "blood_pressure": "Raised blood pressure",
-    "anxiety": "Anxiety or agitation",
-    "blurred_vision": "Blurred vision",
-}
-
 
 # The first infusion days a course may have: a year outside these is a typo (and far enough
 # out, a schedule's dates would not fit in a date at all).

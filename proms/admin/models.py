@@ -47,6 +47,25 @@ class SessionStatus(enum.StrEnum):
     MISSED = "missed"
 
 
+# The standardized course: five infusions on consecutive days from the anchor date. Here, with
+# the model, so that every part may read them (the care team's cohort report counts courses that
+# completed all their days); proms.admin.courses records the days.
+COURSE_DAYS = 5
+
+# Side effects staff note after an infusion (the reference study's and the checklist's terms).
+SIDE_EFFECTS = {
+    "dissociation": "Dissociation or feeling unreal",
+    "hallucinations": "Hallucinations or vivid dreams",
+    "nausea": "Nausea or vomiting",
+    "dizziness": "Dizziness",
+    "headache": "Headache",
+    "sedation": "Drowsiness or sedation",
+    "blood_pressure": "Raised blood pressure",
+    "anxiety": "Anxiety or agitation",
+    "blurred_vision": "Blurred vision",
+}
+
+
 class Clinic(db.Model):
     __tablename__ = "clinic"
 
@@ -67,10 +86,19 @@ class Clinic(db.Model):
     )
     # A returning patient's new course may reuse a baseline answered this many days before it.
     baseline_reuse_days: Mapped[int] = mapped_column(default=30, server_default="30")
+    # The care team's mailbox: told (a link only) when an urgent alert is raised. None: no email.
+    alert_email: Mapped[str | None] = mapped_column(String(254))
+    # What happens next, on the thank-you page, per patient language; None: the default text.
+    next_steps_en: Mapped[str | None] = mapped_column(String(1000))
+    next_steps_es: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:
         return f"<Clinic {self.slug}>"
+
+    def next_steps(self, language: str) -> str | None:
+        """The clinic's own thank-you text in `language`, if it wrote one."""
+        return {"en": self.next_steps_en, "es": self.next_steps_es}.get(language)
 
 
 class Patient(db.Model):
@@ -241,6 +269,8 @@ class Enrollment(db.Model):
         CheckConstraint(
             "(status = 'withdrawn') = (withdrawn_at IS NOT NULL)", name="withdrawn_has_timestamp"
         ),
+        # The cohort report: a protocol's courses by first infusion day.
+        Index(None, "protocol_id", "anchor_on", postgresql_include=["id", "patient_id"]),
     )
 
 

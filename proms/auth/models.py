@@ -7,6 +7,7 @@ import enum
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    DDL,
     JSON,
     CheckConstraint,
     ForeignKey,
@@ -14,7 +15,9 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    event,
     false,
+    text,
     true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -139,6 +142,12 @@ class AuditEvent(db.Model):
     A view records only ids. A change records the fields it changed, before and after: that
     can be health information (a new phone number), so the table is guarded like the patient
     tables it describes, and never logged or exported with the de-identified data.
+
+    Rows are written once: the database refuses any UPDATE or DELETE of them (the triggers
+    below, and the same in migration f0a0d1700b12). The staff member, clinic and patient an
+    event names cannot be deleted either (ON DELETE RESTRICT, not SET NULL, which would update
+    the event): staff are deactivated, never deleted, and proms deletes no clinic or patient.
+    See docs/audit.md.
     """
 
     __tablename__ = "audit_event"
@@ -147,11 +156,11 @@ class AuditEvent(db.Model):
     occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     action: Mapped[str] = mapped_column(String(64))
     is_success: Mapped[bool] = mapped_column(default=True, server_default=true())
-    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="SET NULL"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("staff_user.id", ondelete="RESTRICT"))
     # For login attempts with an unknown address; staff emails are not health information.
     actor_email: Mapped[str | None] = mapped_column(String(254))
-    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinic.id", ondelete="SET NULL"))
-    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="SET NULL"))
+    clinic_id: Mapped[int | None] = mapped_column(ForeignKey("clinic.id", ondelete="RESTRICT"))
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patient.id", ondelete="RESTRICT"))
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(300))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
@@ -160,4 +169,49 @@ class AuditEvent(db.Model):
         Index(None, "patient_id", "occurred_at"),
         Index(None, "actor_id", "occurred_at"),
         Index(None, "action", "occurred_at"),
+        # The admin's audit page: one clinic's events, newest first; then the events without a
+        # clinic (sign-ins, lists across clinics), newest first, to keep its staff's.
+        Index(None, "clinic_id", "occurred_at"),
+        Index(
+            "ix_audit_event_without_clinic",
+            "occurred_at",
+            "id",
+            postgresql_where=text("clinic_id IS NULL"),
+            sqlite_where=text("clinic_id IS NULL"),
+        ),
     )
+
+
+# The guard that keeps audit rows as written, on both databases; migration f0a0d1700b12 creates
+# the same. A refusal is an integrity error (SQLSTATE 23001 restrict_violation on PostgreSQL,
+# SQLITE_CONSTRAINT_TRIGGER on SQLite), so a caller sees IntegrityError on either.
+AUDIT_GUARD_MESSAGE = "audit events are never changed or deleted"
+POSTGRESQL_AUDIT_GUARD = (
+    f"""CREATE FUNCTION audit_event_unchangeable() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '{AUDIT_GUARD_MESSAGE}' USING ERRCODE = 'restrict_violation';
+END;
+$$""",
+    "CREATE TRIGGER audit_event_unchangeable BEFORE UPDATE OR DELETE ON audit_event"
+    " FOR EACH ROW EXECUTE FUNCTION audit_event_unchangeable()",
+)
+# (trigger name, statement): tests/helpers.py lifts them to empty the tables between tests.
+SQLITE_AUDIT_GUARD = tuple(
+    (
+        f"audit_event_no_{verb.lower()}",
+        f"CREATE TRIGGER audit_event_no_{verb.lower()} BEFORE {verb} ON audit_event"
+        f" BEGIN SELECT RAISE(ABORT, '{AUDIT_GUARD_MESSAGE}'); END",
+    )
+    for verb in ("UPDATE", "DELETE")
+)
+for _statement in POSTGRESQL_AUDIT_GUARD:
+    event.listen(
+        AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql")
+    )
+event.listen(
+    AuditEvent.__table__,
+    "after_drop",
+    DDL("DROP FUNCTION IF EXISTS audit_event_unchangeable()").execute_if(dialect="postgresql"),
+)
+for _name, _statement in SQLITE_AUDIT_GUARD:
+    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))

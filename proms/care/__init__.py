@@ -10,18 +10,21 @@ from proms.auth.roles import ANY_STAFF, CARE_TEAM, COORDINATION, requires
 
 
 def init_app(app: Flask) -> None:
-    from proms.care import views
+    # export_views and inbox (the alerts) add their routes to views.bp before it is registered.
+    from proms.care import export_cli, export_views, inbox, report_cli, reports, views  # noqa: F401
 
     app.register_blueprint(views.bp)
+    app.cli.add_command(export_cli.export_command)
+    app.cli.add_command(report_cli.report)
 
     @app.route("/")
     @requires(ANY_STAFF)
     def index() -> ResponseReturnValue:
         """Coordinators start at their worklist, clinicians at the patient list, analysts at the
-        instruments (the cohort report, when it lands)."""
+        cohort report."""
         held = {m.role for m in current_user.memberships}
         if held & COORDINATION:
             return redirect(url_for("admin.worklist"))
         if held & CARE_TEAM:
             return redirect(url_for("care.patients"))
-        return redirect(url_for("care.instruments"))
+        return redirect(url_for("care.cohort"))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, IntegerField, SearchField, SelectField
+from wtforms import HiddenField, IntegerField, SearchField, SelectField, TextAreaField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import Length, NumberRange, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, NumberRange, Optional, ValidationError
 
+from proms.care.models import NOTE_MAX_LENGTH
 from proms.care.services import FILTERS
 from proms.forms import strip
 
@@ -44,3 +45,25 @@ class PatientSearchForm(FlaskForm):
 
 class LinkForm(FlaskForm):
     """No fields: "Create a link" is a POST with its CSRF token."""
+
+
+def unix_newlines(value: object) -> object:
+    """Browsers send a textarea's line breaks as CR LF but count each as one character."""
+    return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+
+class NoteForm(FlaskForm):
+    """A staff note on the patient page: plain text, kept as written, never edited."""
+
+    text = TextAreaField(
+        "Add a note",
+        validators=[
+            DataRequired(message="Write the note first."),
+            Length(
+                max=NOTE_MAX_LENGTH,
+                message=f"A note holds at most {NOTE_MAX_LENGTH:,} characters.",
+            ),
+        ],
+        filters=[unix_newlines, strip],
+        render_kw={"rows": 4, "maxlength": NOTE_MAX_LENGTH},
+    )

@@ -1,6 +1,8 @@
-"""Care-team pages: patient list and patient detail."""
+"""Care-team pages: patient list, patient page (trends, answers, notes), visit summary."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import segno
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -10,12 +12,12 @@ from markupsafe import Markup
 
 from proms.admin.models import Patient
 from proms.auth import roles
-from proms.auth.audit import audit_patient_view, request_info
+from proms.auth.audit import audit_change, audit_patient_view, request_info
 from proms.auth.roles import ANY_STAFF, CARE_TEAM, COORDINATION, requires
 from proms.auth.scoping import visible_patients
 from proms.auth.services import record_event
-from proms.care import services
-from proms.care.forms import LinkForm, PatientPageForm, PatientSearchForm
+from proms.care import patient_page, services
+from proms.care.forms import LinkForm, NoteForm, PatientPageForm, PatientSearchForm
 from proms.catalog.services import deployment_registry
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
@@ -45,19 +47,22 @@ def patients() -> ResponseReturnValue:
         search, page_number = "", page_form.page.data or 1
         filter_key = page_form.filter.data or ""
 
-    page = db.paginate(
-        services.patient_list(
-            visible_patients(current_user, CARE_TEAM),
-            search=search,
-            filter_key=filter_key,
-            now=utcnow(),
-        ),
-        page=page_number,
-        per_page=current_app.config["PATIENTS_PER_PAGE"],
-        error_out=False,
+    listed = services.patient_list(
+        visible_patients(current_user, CARE_TEAM),
+        search=search,
+        filter_key=filter_key,
+        now=utcnow(),
     )
-    if page_number > max(page.pages, 1):
-        abort(404)  # past the last page: not an empty list that looks like "no patients"
+    per_page = current_app.config["PATIENTS_PER_PAGE"]
+    page: Any
+    if filter_key in services.UNCOUNTED_FILTERS:
+        page = services.uncounted_page(db.session, listed, page_number, per_page)
+        if page_number > 1 and not page.items:
+            abort(404)
+    else:
+        page = db.paginate(listed, page=page_number, per_page=per_page, error_out=False)
+        if page_number > max(page.pages, 1):
+            abort(404)  # past the last page: not an empty list that looks like "no patients"
     shown = [row.id for row in page.items]
     record_event(
         db.session,
@@ -81,6 +86,8 @@ def patients() -> ResponseReturnValue:
         filters=services.FILTERS,
         summaries=summaries,
         can_enroll=any(m.role in COORDINATION for m in current_user.memberships),
+        show_clinic=len({m.clinic_id for m in current_user.memberships if m.role in CARE_TEAM}) > 1,
+        **patient_page.template_helpers(),
     )
     db.session.commit()
     return html
@@ -114,16 +121,69 @@ TABLE_STATUS_LABELS = {
 def patient(patient_id: int) -> ResponseReturnValue:
     found = roles.patient_for(db.session, patient_id)
     audit_patient_view("patient.view", found)
+    html = _patient_page(found, NoteForm(formdata=None))
+    db.session.commit()
+    return html
+
+
+def _patient_page(found: Patient, note_form: NoteForm) -> str:
     now = utcnow()
-    html = render_template(
+    record = patient_page.patient_record(db.session, deployment_registry(db.session), found, now)
+    return render_template(
         "care/patient.html",
         patient=found,
+        record=record,
+        alerts=record.alerts,
         now=now,
         open_assessment=open_assessment_of(db.session, found, now),
         can_make_links=_can_make_links(found),
         coordinates=_can_make_links(found),
         link_form=LinkForm(),
+        note_form=note_form,
         messages=recent_messages(db.session, found, now),
+        **patient_page.template_helpers(),
+    )
+
+
+@bp.route("/patients/<id:patient_id>/notes", methods=["POST"])
+@requires(CARE_TEAM)
+def add_note(patient_id: int) -> ResponseReturnValue:
+    """Append a staff note to the patient's record."""
+    found = roles.patient_for(db.session, patient_id)
+    form = NoteForm()
+    if not form.validate():
+        audit_patient_view("patient.view", found)
+        html = _patient_page(found, form)
+        db.session.commit()
+        return html, 400
+    note = patient_page.add_note(
+        db.session, found, current_user._get_current_object(), form.text.data or ""
+    )
+    audit_change(
+        "note.added",
+        clinic_id=found.clinic_id,
+        patient_id=found.id,
+        after={"note_id": note.id, "length": len(note.text)},
+    )
+    db.session.commit()
+    flash("Note added.", "info")
+    return redirect(url_for("care.patient", patient_id=found.id, _anchor="notes"), 303)
+
+
+@bp.route("/patients/<id:patient_id>/summary")
+@requires(CARE_TEAM)
+def summary(patient_id: int) -> ResponseReturnValue:
+    """A one-page summary for the visit, to print or save as PDF from the browser."""
+    found = roles.patient_for(db.session, patient_id)
+    audit_patient_view("patient.summary", found)
+    now = utcnow()
+    record = patient_page.patient_record(db.session, deployment_registry(db.session), found, now)
+    html = render_template(
+        "care/summary.html",
+        patient=found,
+        record=record,
+        now=now,
+        **patient_page.template_helpers(),
     )
     db.session.commit()
     return html

@@ -275,6 +275,52 @@ def _alert_problems(data: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _severity_problems(data: Mapping[str, Any], scale_keys: set[str]) -> list[Problem]:
+    """Bands that tile the whole scale from best to worst; rules on real scales and scores."""
+    problems: list[Problem] = []
+    method = data["scoring"]["method"]
+    bands = data.get("severity_bands", {}).get("bands", [])
+    if bands and method == "none":
+        problems.append(("severity_bands", "an unscored instrument has no severity bands"))
+    if bands:
+        # Best to worst: upwards when higher is worse, downwards when higher is better.
+        upwards = data["direction"] == "higher_is_worse"
+        first, last = ("lower", "upper") if upwards else ("upper", "lower")
+        if bands[0][first] is not None:
+            problems.append((f"severity_bands.bands[0].{first}", "the best band is open-ended"))
+        if bands[-1][last] is not None:
+            problems.append(
+                (f"severity_bands.bands[{len(bands) - 1}].{last}", "the worst band is open-ended")
+            )
+        for b, (band, following) in enumerate(itertools.pairwise(bands)):
+            if band[last] is None or band[last] != following[first]:
+                problems.append(
+                    (
+                        f"severity_bands.bands[{b + 1}].{first}",
+                        f"must be {band[last]}, where the band before it ends",
+                    )
+                )
+        for b, band in enumerate(bands):
+            low, high = band["lower"], band["upper"]
+            if low is not None and high is not None and low >= high:
+                problems.append((f"severity_bands.bands[{b}]", "lower must be below upper"))
+    keys: dict[str, int] = {}
+    for r, rule in enumerate(data.get("severity_rules", [])):
+        where = f"severity_rules[{r}]"
+        if rule["scale"] not in scale_keys:
+            known = ", ".join(sorted(scale_keys)) or "none: the instrument is not scored"
+            problems.append((f"{where}.scale", f"{rule['scale']!r} is not a scale ({known})"))
+        if rule["unit"] == "T" and method != "promis_table":
+            problems.append((f"{where}.unit", "only a PROMIS table gives T-scores"))
+        if rule["unit"] == "points" and method not in ("sum", "mean"):
+            problems.append((f"{where}.unit", "compare a PROMIS score by its T-score"))
+        key = f"{rule['scale']}{rule['operator']}{float(rule['value'])}"
+        if key in keys:
+            problems.append((where, f"repeats severity_rules[{keys[key]}]"))
+        keys.setdefault(key, r)
+    return problems
+
+
 def _translation_problems(data: Mapping[str, Any]) -> list[Problem]:
     """Each translation: of summary wording, into another language, of every text exactly."""
     translations = data.get("translations", {})
@@ -384,6 +430,7 @@ def semantic_problems(data: Mapping[str, Any]) -> list[Problem]:
 
     problems += _threshold_problems(data, scale_keys)
     problems += _alert_problems(data)
+    problems += _severity_problems(data, scale_keys)
     problems += _translation_problems(data)
 
     imported_at = data["wording"]["imported_at"]

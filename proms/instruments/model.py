@@ -13,6 +13,7 @@ only the text a patient reads changed.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -151,13 +152,78 @@ class ChangeThreshold:
         return Threshold(self.value, self.unit, self.source, evidence, self.substantial)
 
 
+# How soon the care team should act on an alert, most pressing first (the inbox's order).
+TIERS = ("urgent", "next_visit", "information")
+
+
 @dataclass(frozen=True, slots=True)
 class AlertRule:
-    """Raise an alert when any item in scope (all items when `items` is empty) has this value."""
+    """Raise an alert when any item in scope (all items when `items` is empty) has this value.
+
+    `tier` says how soon the care team should act: urgent, next_visit or information.
+    """
 
     kind: str
     when_any_item_value: int
     items: tuple[str, ...] = ()
+    tier: str = "urgent"
+
+    @property
+    def key(self) -> str:
+        """The rule's stable key within the instrument (alerts are unique per key and time
+        point): the kind, as each instrument has one item rule of a kind."""
+        return self.kind
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityBand:
+    """A published severity range of a scale, in the score's units (T where there is one).
+
+    `lower` and `upper` are the cut points around it; None is an open end. A score exactly at a
+    cut point belongs to the worse of the two bands it separates (see `band_of`).
+    """
+
+    label: str
+    lower: float | None
+    upper: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityRule:
+    """Raise an alert when a scale's score reaches a level, at any time point (baseline too).
+
+    `unit` says which score is compared: "T" the T-score, "points" the raw (summed or mean)
+    score. `operator` is ">=" (at or above `value`) or "<=" (at or below it).
+    """
+
+    scale: str
+    operator: str
+    value: float
+    unit: str
+    tier: str
+    label: str  # what the level means, in words: "severe pain interference"
+    source: str
+    evidence: str  # PUBLISHED, PUBLISHED_INDIRECT, GENERIC or UNCONFIRMED
+    note: str = ""
+
+    def key(self, code: str) -> str:
+        """A stable text key for alerts: severity:<code>:<scale><operator><value>."""
+        return f"severity:{code}:{self.scale}{self.operator}{_number(self.value)}"
+
+    def words(self) -> str:
+        """The rule as people read it: "T ≥ 70" or "points ≥ 8"."""
+        sign = "\u2265" if self.operator == ">=" else "\u2264"
+        return f"{self.unit} {sign} {_number(self.value)}"
+
+    def met_by(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value >= self.value if self.operator == ">=" else value <= self.value
+
+
+def _number(value: float) -> str:
+    """70.0 -> "70", 7.5 -> "7.5": the way a cut point is written."""
+    return f"{value:g}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +298,11 @@ class InstrumentDefinition:
     loinc: LoincCodes
     notes: str = ""
     translations: tuple[Translation, ...] = ()
+    # Published severity ranges of the total score (PROMIS: within normal limits, mild, moderate,
+    # severe), from best to worst, with where they come from; () where none are published.
+    severity_bands: tuple[SeverityBand, ...] = ()
+    severity_source: str = ""
+    severity_rules: tuple[SeverityRule, ...] = ()
 
     def __post_init__(self) -> None:
         # Translations translate our summary wording in the definition's own language. A
@@ -347,6 +418,33 @@ class InstrumentDefinition:
                     hits.add(item_id)
         return tuple(item_id for item_id in self.item_ids if item_id in hits)
 
+    def severity_band(self, value: float | None) -> SeverityBand | None:
+        """The severity band a total score falls in (None without bands or a score).
+
+        A score at a cut point belongs to the worse band: T 70 is severe and T 55 mild for a
+        symptom (higher is worse); T 30 is severe and T 45 mild for a function.
+        """
+        if value is None:
+            return None
+        worse_up = self.direction is Direction.HIGHER_IS_WORSE
+        for band in self.severity_bands:
+            low = -math.inf if band.lower is None else band.lower
+            high = math.inf if band.upper is None else band.upper
+            inside = low <= value < high if worse_up else low < value <= high
+            if inside:
+                return band
+        return None
+
+    def severity_hits(
+        self, scale: str, t_score: float | None, raw_score: float | None
+    ) -> tuple[SeverityRule, ...]:
+        """The severity rules a scale's score meets."""
+        return tuple(
+            rule
+            for rule in self.severity_rules
+            if rule.scale == scale and rule.met_by(t_score if rule.unit == "T" else raw_score)
+        )
+
     def form(self) -> Form:
         """The scoring form: PromisForm, SummedForm or UnscoredForm."""
         scoring = self.scoring
@@ -408,6 +506,16 @@ class InstrumentDefinition:
         data["scoring"] = _scoring_json(self.scoring)
         data["thresholds"] = [_threshold_json(t) for t in self.thresholds]
         data["alerts"] = [_alert_json(rule) for rule in self.alerts]
+        if self.severity_bands:
+            data["severity_bands"] = {
+                "source": self.severity_source,
+                "bands": [
+                    {"label": b.label, "lower": b.lower, "upper": b.upper}
+                    for b in self.severity_bands
+                ],
+            }
+        if self.severity_rules:
+            data["severity_rules"] = [_severity_rule_json(rule) for rule in self.severity_rules]
         if self.translations:
             data["translations"] = {t.language: _translation_json(t) for t in self.translations}
         return data
@@ -506,7 +614,26 @@ def _alert_json(rule: AlertRule) -> dict[str, Any]:
     data: dict[str, Any] = {"kind": rule.kind, "when_any_item_value": rule.when_any_item_value}
     if rule.items:
         data["items"] = list(rule.items)
+    data["tier"] = rule.tier
     return data
+
+
+def _severity_rule_json(rule: SeverityRule) -> dict[str, Any]:
+    return {
+        "scale": rule.scale,
+        "operator": rule.operator,
+        "value": rule.value,
+        "unit": rule.unit,
+        "tier": rule.tier,
+        "label": rule.label,
+        "source": rule.source,
+        "evidence": rule.evidence,
+        "note": rule.note,
+    }
+
+
+def _number_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def definition_from_json(data: Mapping[str, Any]) -> InstrumentDefinition:
@@ -561,8 +688,28 @@ def definition_from_json(data: Mapping[str, Any]) -> InstrumentDefinition:
                 kind=a["kind"],
                 when_any_item_value=a["when_any_item_value"],
                 items=tuple(a.get("items", ())),
+                tier=a.get("tier", "urgent"),
             )
             for a in data["alerts"]
+        ),
+        severity_bands=tuple(
+            SeverityBand(b["label"], _number_or_none(b["lower"]), _number_or_none(b["upper"]))
+            for b in data.get("severity_bands", {}).get("bands", ())
+        ),
+        severity_source=data.get("severity_bands", {}).get("source", ""),
+        severity_rules=tuple(
+            SeverityRule(
+                scale=r["scale"],
+                operator=r["operator"],
+                value=float(r["value"]),
+                unit=r["unit"],
+                tier=r["tier"],
+                label=r["label"],
+                source=r["source"],
+                evidence=r["evidence"],
+                note=r["note"],
+            )
+            for r in data.get("severity_rules", ())
         ),
         translations=tuple(
             _translation_from_json(language, translation)

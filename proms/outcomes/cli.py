@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 from flask import current_app
@@ -14,7 +16,7 @@ from proms.auth.services import cli_actor, record_event
 from proms.catalog.services import deployment_registry
 from proms.db import db
 from proms.instruments.registry import Registry, bundled_registry
-from proms.outcomes.rescore import rescore
+from proms.outcomes.rescore import MET_AGAIN, NO_LONGER_MET, RAISED, UPDATED, rescore
 from proms.scoring import SCORING_VERSION
 from proms.scoring.batch import BatchInputError, score_csv
 
@@ -91,6 +93,10 @@ def rescore_command(dry_run: bool, limit: int) -> None:
                 "scoring_version": SCORING_VERSION,
                 "responses": report.responses,
                 "changed": len(report.changes),
+                "alerts": {
+                    change: [r.alert_id for r in report.alerts if r.change == change]
+                    for change in (RAISED, NO_LONGER_MET, MET_AGAIN, UPDATED)
+                },
             },
         )
         db.session.commit()
@@ -106,6 +112,40 @@ def rescore_command(dry_run: bool, limit: int) -> None:
         )
     if len(report.changes) > limit:
         click.echo(f"  ... and {len(report.changes) - limit} more")
+    if dry_run:
+        click.echo("Alerts are revisited when the new scores are applied (without --dry-run).")
+        return
+    counts = Counter(revision.change for revision in report.alerts)
+    click.echo(
+        f"Alerts: {counts[RAISED]} raised, {counts[NO_LONGER_MET]} no longer met, "
+        f"{counts[MET_AGAIN]} met again, {counts[UPDATED]} updated."
+    )
+    for revision in report.alerts[:limit]:
+        where = f" at {revision.timepoint_key}" if revision.timepoint_key else ""
+        click.echo(
+            f"  alert {revision.alert_id} ({revision.rule}{where}) {revision.change}: "
+            f"{_alert_facts(revision.before)} -> {_alert_facts(revision.after)}"
+        )
+    if len(report.alerts) > limit:
+        click.echo(f"  ... and {len(report.alerts) - limit} more")
+
+
+def _alert_facts(facts: dict[str, Any] | None) -> str:
+    """What an alert's rule looked at, in a few words (ids and numbers only, no names)."""
+    if facts is None:
+        return "none"
+    if "items" in facts:
+        return "items " + (", ".join(facts["items"]) or "none")
+    if "cut" in facts:  # a severity rule
+        return f"{facts['unit']} {_number(facts['value'])}"
+    if "current" in facts:  # change from baseline
+        change = f" ({facts['change']})" if "change" in facts else ""
+        return f"{_number(facts['baseline'])} to {_number(facts['current'])}{change}"
+    return "facts not recorded"
+
+
+def _number(value: object) -> str:
+    return "no score" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _describe(values: dict[str, object] | None) -> str:

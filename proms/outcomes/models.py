@@ -13,17 +13,37 @@ from proms.db import db, enum_type, utcnow
 
 if TYPE_CHECKING:
     from proms.admin.models import Patient
+    from proms.auth.models import StaffUser
+    from proms.scheduling.models import Assessment
     from proms.surveys.models import SurveyResponse
 
 
 class AlertKind(enum.StrEnum):
-    WORSENING = "worsening"  # meaningful worsening from baseline
-    SIDE_EFFECT = "side_effect"  # a severe side effect reported
+    WORSENING = "worsening"  # meaningful worsening from baseline (the individual criterion)
+    SIDE_EFFECT = "side_effect"  # a severe side effect reported (an instrument's item rule)
+    SEVERITY = "severity"  # a score at a severe level (an instrument's severity rule)
+
+
+class AlertTier(enum.StrEnum):
+    """How soon the care team should act. The inbox lists them in this order."""
+
+    URGENT = "urgent"
+    NEXT_VISIT = "next_visit"
+    INFORMATION = "information"
+
+
+TIER_ORDER = (AlertTier.URGENT, AlertTier.NEXT_VISIT, AlertTier.INFORMATION)
+TIER_LABELS = {
+    AlertTier.URGENT: "Urgent",
+    AlertTier.NEXT_VISIT: "Next visit",
+    AlertTier.INFORMATION: "Information",
+}
 
 
 class AlertStatus(enum.StrEnum):
     OPEN = "open"
-    ACKNOWLEDGED = "acknowledged"
+    ACKNOWLEDGED = "acknowledged"  # someone has seen it and is on it
+    RESOLVED = "resolved"  # dealt with; no longer in the list of open alerts
 
 
 class Score(db.Model):
@@ -72,10 +92,33 @@ class Score(db.Model):
         Index(None, "patient_id", "domain", "observed_at"),
         # Cohort reports: one domain at one time point.
         Index(None, "domain", "timepoint_key"),
+        # The cohort report's aggregate, an index-only pass on PostgreSQL (proms/care/cohort.py).
+        Index(
+            None,
+            "scale",
+            "enrollment_id",
+            postgresql_include=[
+                "timepoint_key",
+                "instrument_code",
+                "instrument_version",
+                "change_by_threshold",
+                "change_by_individual",
+                "improvement",
+            ],
+        ),
     )
 
 
 class Alert(db.Model):
+    """Something in a patient's answers the care team should act on.
+
+    One per patient, rule and time point: `rule` is a stable key ("worsening:<code>:<scale>",
+    "side_effect:<code>", "severity:<code>:<scale>>=<value>") and the assessment is the time
+    point of one course, so a repeated submit or a rescore never files the same alert twice.
+    Status moves open -> acknowledged -> resolved (or open -> resolved), each step with who,
+    when and a note; nothing is deleted.
+    """
+
     __tablename__ = "alert"
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -86,11 +129,15 @@ class Alert(db.Model):
     )
     score_id: Mapped[int | None] = mapped_column(ForeignKey("score.id", ondelete="CASCADE"))
     kind: Mapped[AlertKind] = mapped_column(enum_type(AlertKind, "alert_kind"))
+    tier: Mapped[AlertTier] = mapped_column(enum_type(AlertTier, "alert_tier"))
+    rule: Mapped[str] = mapped_column(String(160))
+    timepoint_key: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[AlertStatus] = mapped_column(
         enum_type(AlertStatus, "alert_status"),
         default=AlertStatus.OPEN,
         server_default=AlertStatus.OPEN.value,
     )
+    # What raised it (scores, items, the rule's source); `rescore` adds what changed since.
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     acknowledged_at: Mapped[dt.datetime | None]
@@ -98,15 +145,41 @@ class Alert(db.Model):
         ForeignKey("staff_user.id", ondelete="SET NULL")
     )
     acknowledgement_note: Mapped[str | None] = mapped_column(String(1000))
+    resolved_at: Mapped[dt.datetime | None]
+    resolved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="SET NULL")
+    )
+    resolution_note: Mapped[str | None] = mapped_column(String(1000))
+    # When the care team's mailbox was told (the scheduler's alert email): at most once.
+    notified_at: Mapped[dt.datetime | None]
 
     patient: Mapped[Patient] = relationship()
+    assessment: Mapped[Assessment | None] = relationship()
+    acknowledged_by: Mapped[StaffUser | None] = relationship(foreign_keys=[acknowledged_by_id])
+    resolved_by: Mapped[StaffUser | None] = relationship(foreign_keys=[resolved_by_id])
 
     __table_args__ = (
         CheckConstraint(
-            "(status = 'acknowledged') = (acknowledged_at IS NOT NULL)",
+            "status = 'resolved' OR (status = 'acknowledged') = (acknowledged_at IS NOT NULL)",
             name="acknowledged_has_timestamp",
         ),
-        # The alerts inbox: open alerts of a clinic, newest first.
+        CheckConstraint(
+            "(status = 'resolved') = (resolved_at IS NOT NULL)", name="resolved_has_timestamp"
+        ),
+        # One alert per time point (assessment) and rule: inserts skip one that exists.
+        Index(None, "assessment_id", "rule", unique=True),
+        # The alerts inbox: a clinic's alerts by status, oldest first.
         Index(None, "clinic_id", "status", "created_at"),
         Index(None, "patient_id", "created_at"),
     )
+
+    @property
+    def is_open(self) -> bool:
+        """Not yet resolved (open or acknowledged): what lists count as open alerts."""
+        return self.status is not AlertStatus.RESOLVED
+
+    @property
+    def superseded(self) -> dict[str, Any] | None:
+        """What `rescore` recorded when the rule stopped being met, or None."""
+        value = self.detail.get("superseded_by_rescore") if self.detail else None
+        return value if isinstance(value, dict) else None

@@ -19,17 +19,23 @@ from proms.admin.models import Enrollment, Patient, ProtocolTimepoint
 from proms.catalog.services import scoring_definition
 from proms.instruments.model import InstrumentDefinition
 from proms.instruments.registry import Registry
-from proms.outcomes.models import Alert, AlertKind, Score
+from proms.outcomes.alerts import (
+    DueAlert,
+    alert_row,
+    file_alerts,
+    severity_alerts,
+    severity_facts,
+    side_effect_alerts,
+    worsening_alert,
+    worsening_detail,
+    worsening_key,
+)
+from proms.outcomes.models import Alert, Score
 from proms.scheduling.models import Assessment
 from proms.scoring import SCORING_VERSION, score
-from proms.scoring.change import (
-    ChangeResult,
-    Measurement,
-    classify_change,
-    is_meaningful_worsening,
-)
+from proms.scoring.change import ChangeResult, Measurement, classify_change
 from proms.scoring.types import Method, ScoreResult
-from proms.surveys.models import SurveyResponse
+from proms.surveys.models import ResponseStatus, SurveyResponse
 
 
 def score_values(
@@ -89,13 +95,14 @@ def record_submission(
     The caller loads the assessment with its time point, enrollment and patient, and the
     responses with their instrument and answers; from there the number of statements does not
     depend on the number of questionnaires: the baseline in one query, the scores in one insert,
-    the alerts in another.
+    the alerts in another (side effects, severe levels and worsenings, each filed as itself,
+    once per rule and time point).
     """
     enrollment: Enrollment = assessment.enrollment
     patient: Patient = enrollment.patient
     definitions: dict[int, InstrumentDefinition] = {}
     rows: list[dict[str, object]] = []
-    alerts: list[dict[str, object]] = []
+    due: list[DueAlert] = []
     for response in responses:
         # One definition per response for its scores, its thresholds and its alert rules: the
         # current release's rules for the version the patient answered, as for rescoring.
@@ -105,32 +112,37 @@ def record_submission(
             score_values(response, assessment, definition, result)
             for result in scored(definition, response)
         )
-        severe = definition.alert_items(response.answers)
-        if severe:
-            alerts.append(
-                _alert(
-                    patient,
-                    assessment,
-                    AlertKind.SIDE_EFFECT,
-                    {"instrument": definition.code, "items": list(severe)},
-                )
-            )
+        due.extend(side_effect_alerts(definition, response.answers))
     scores = _insert(session, Score, rows)
     # After the insert: when this is the baseline, its own scores are the baseline's, and
     # are not classified against themselves.
     baseline = _Baseline(_baseline_scores(session, enrollment))
     changes: list[dict[str, object]] = []
     for row in scores:
-        change = _classify(definitions[row.response_id], row, baseline)
+        definition = definitions[row.response_id]
+        due.extend(severity_alerts(definition, row.scale, row.t_score, row.raw_score, row.id))
+        change = _classify(definition, row, baseline)
         if change is None:
             continue
         changes.append({"id": row.id, **change_values(change.change)})
-        if is_meaningful_worsening(change.change):
-            worsening = _alert(patient, assessment, AlertKind.WORSENING, _worsening_detail(change))
-            worsening["score_id"] = row.id
-            alerts.append(worsening)
+        worsening = worsening_alert(change.change, row.id)
+        if worsening is not None:
+            due.append(worsening)
     _store_changes(session, scores, changes)
-    return Outcome(tuple(scores), tuple(_insert(session, Alert, alerts)))
+    alerts = file_alerts(
+        session,
+        (
+            alert_row(
+                alert,
+                patient_id=patient.id,
+                clinic_id=patient.clinic_id,
+                assessment_id=assessment.id,
+                timepoint_key=assessment.timepoint.key,
+            )
+            for alert in due
+        ),
+    )
+    return Outcome(tuple(scores), tuple(alerts))
 
 
 CHANGE_COLUMNS = (
@@ -202,35 +214,6 @@ def _insert(session: Session, model: type[Any], rows: list[dict[str, object]]) -
         return []
     statement = insert(model).returning(model).execution_options(render_nulls=True)
     return list(session.scalars(statement, rows))
-
-
-def _alert(
-    patient: Patient, assessment: Assessment, kind: AlertKind, detail: dict[str, object]
-) -> dict[str, object]:
-    return {
-        "patient_id": patient.id,
-        "clinic_id": patient.clinic_id,
-        "assessment_id": assessment.id,
-        "score_id": None,
-        "kind": kind,
-        "detail": detail,
-    }
-
-
-def _worsening_detail(change: ScoreChange) -> dict[str, object]:
-    result = change.change
-    assert result.baseline is not None
-    return {
-        "instrument": result.current.instrument_code,
-        "scale": result.current.scale,
-        "baseline": result.baseline.value,
-        "current": result.current.value,
-        "improvement": result.improvement,
-        "reliable_change_index": result.reliable_change_index,
-        "threshold": result.threshold.value,
-        "threshold_unit": result.threshold.unit,
-        "threshold_source": result.threshold.source,
-    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +312,81 @@ def changes_from_baseline(
         for score in scores
     )
     return [change for change in changes if change is not None]
+
+
+AlertKey = tuple[int, str]  # (assessment id, rule key)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertState:
+    """What an enrollment's stored scores and answers call for now, by (assessment, rule).
+
+    `due`: the alerts its rules raise today, with each one's time point key. `facts`: for every
+    rule that could raise one (met or not), what it looks at now, so that an alert no longer
+    met can say what changed.
+    """
+
+    due: dict[AlertKey, tuple[DueAlert, str]]
+    facts: dict[AlertKey, dict[str, Any]]
+
+
+def alert_state(session: Session, registry: Registry, enrollment: Enrollment) -> AlertState:
+    """The alerts an enrollment's submitted answers and stored scores call for, by the current
+    rules (for `rescore`, after scores and change classes were brought up to date)."""
+    due: dict[AlertKey, tuple[DueAlert, str]] = {}
+    facts: dict[AlertKey, dict[str, Any]] = {}
+    scores = session.scalars(
+        select(Score)
+        .where(Score.enrollment_id == enrollment.id)
+        .options(selectinload(Score.response).selectinload(SurveyResponse.instrument))
+        .order_by(Score.id)
+    ).all()
+    baseline = _Baseline(_baseline_scores(session, enrollment))
+    for row in scores:
+        definition = scoring_definition(registry, row.response.instrument)
+        severity = severity_facts(definition, row.scale, row.t_score, row.raw_score)
+        for rule, values in severity.items():
+            facts[(row.assessment_id, rule)] = values
+        for alert in severity_alerts(definition, row.scale, row.t_score, row.raw_score, row.id):
+            due[(row.assessment_id, alert.rule)] = (alert, row.timepoint_key)
+        change = _classify(definition, row, baseline)
+        if change is None:
+            continue
+        key = (row.assessment_id, worsening_key(row.instrument_code, row.scale))
+        facts[key] = {
+            **worsening_detail(change.change),
+            "change": change.change.by_individual.value,
+        }
+        worsening = worsening_alert(change.change, row.id)
+        if worsening is not None:
+            due[key] = (worsening, row.timepoint_key)
+    responses = session.scalars(
+        select(SurveyResponse)
+        .join(Assessment, Assessment.id == SurveyResponse.assessment_id)
+        .where(
+            Assessment.enrollment_id == enrollment.id,
+            SurveyResponse.status == ResponseStatus.SUBMITTED,
+        )
+        .options(
+            selectinload(SurveyResponse.instrument),
+            selectinload(SurveyResponse.answer_rows),
+            selectinload(SurveyResponse.assessment).selectinload(Assessment.timepoint),
+        )
+        .order_by(SurveyResponse.id)
+    ).all()
+    for response in responses:
+        definition = scoring_definition(registry, response.instrument)
+        found = {a.rule: a for a in side_effect_alerts(definition, response.answers)}
+        for rule in definition.alerts:
+            key = (response.assessment_id, f"{rule.key}:{definition.code}")
+            alert = found.get(key[1])
+            facts[key] = {
+                "instrument": definition.code,
+                "items": alert.detail["items"] if alert else [],
+            }
+            if alert is not None:
+                due[key] = (alert, response.assessment.timepoint.key)
+    return AlertState(due, facts)
 
 
 def _measurement(score: Score) -> Measurement:

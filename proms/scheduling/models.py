@@ -90,6 +90,8 @@ class Assessment(db.Model):
         # Sweeps: open windows that are closing, by status.
         Index(None, "status", "closes_at"),
         Index(None, "enrollment_id", "due_at"),
+        # The cohort report: which windows of its courses count (proms/care/cohort.py).
+        Index(None, "enrollment_id", postgresql_include=["timepoint_id", "status", "closes_at"]),
     )
 
     def state_at(self, now: dt.datetime) -> str:
@@ -159,4 +161,8 @@ class Notification(db.Model):
         Index(None, "status", "send_after"),
         # The per-patient cap: what was sent to a patient lately.
         Index(None, "patient_id", "sent_at"),
+        # The cohort report's message funnel: what was sent for each window, on which channel.
+        Index(
+            None, "assessment_id", "status", "channel", postgresql_include=["delivery_status", "id"]
+        ),
     )

@@ -130,6 +130,13 @@ def _reconcile(_runner: Runner, now: dt.datetime) -> str:
     return _numbers(sweeps.reconcile(db.session, now))
 
 
+def _alerts(runner: Runner, now: dt.datetime) -> str:
+    base_url = dispatch.Settings.from_config(runner.app.config, runner.worker).base_url
+    return _numbers(
+        sweeps.email_alert_mailboxes(db.session, runner.senders["email"], now, base_url)
+    )
+
+
 def _purge(runner: Runner, now: dt.datetime) -> str:
     keep = dt.timedelta(days=int(runner.app.config["TOKEN_PURGE_AFTER_DAYS"]))
     return _numbers(sweeps.purge_tokens(db.session, now, keep))
@@ -145,5 +152,6 @@ SWEEPS = (
     Sweep("windows", "SWEEP_WINDOWS_SECONDS", _windows),
     Sweep("reconcile", "SWEEP_RECONCILE_SECONDS", _reconcile),
     Sweep("dispatch", "SWEEP_DISPATCH_SECONDS", _dispatch),
+    Sweep("alerts", "SWEEP_ALERTS_SECONDS", _alerts),
     Sweep("purge", "SWEEP_PURGE_SECONDS", _purge),
 )

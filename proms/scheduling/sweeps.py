@@ -4,13 +4,16 @@ own work in short transactions (the scheduler process has no request to do it)."
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator, Sequence
 
 from sqlalchemy import ColumnElement, and_, delete, select, update
 from sqlalchemy.orm import Session, joinedload
 
-from proms.admin.models import Enrollment, EnrollmentStatus, Patient
+from proms.admin.models import Clinic, Enrollment, EnrollmentStatus, Patient
 from proms.auth.models import PasswordToken
+from proms.notify.base import OutgoingMessage, Rejected, Sender, Uncertain
+from proms.outcomes.models import Alert, AlertStatus, AlertTier
 from proms.scheduling.models import (
     OPEN_STATUSES,
     Assessment,
@@ -21,6 +24,8 @@ from proms.scheduling.planning import match_plan, outbox_rows, plan_for, write_m
 from proms.scheduling.rules import Skip
 from proms.scheduling.services import complete_finished_enrollments, expire_closed_assessments
 from proms.surveys.models import AccessToken
+
+log = logging.getLogger("proms.scheduler")
 
 # Enrollments reconciled per transaction: short enough not to hold up coordinators' saves.
 RECONCILE_CHUNK = 200
@@ -127,6 +132,98 @@ def purge_tokens(session: Session, now: dt.datetime, keep: dt.timedelta) -> dict
     passwords = session.execute(delete(PasswordToken).where(PasswordToken.expires_at < now - keep))
     session.commit()
     return {"links": links.rowcount, "password_links": passwords.rowcount}
+
+
+# The care team's alert email: neutral words and a link, nothing about anyone (no name, score,
+# questionnaire or health word), since email travels and is read where others may see it.
+ALERT_EMAIL_SUBJECT = "proms: something new in your care team's inbox"
+ALERT_EMAIL_TEXT = (
+    "Hello,\n\n"
+    "There is something new for your care team in proms. Sign in to see it:\n\n"
+    "{url}\n\n"
+    "This email names no one on purpose: everything is behind the sign-in.\n"
+)
+
+
+def email_alert_mailboxes(
+    session: Session, sender: Sender, now: dt.datetime, base_url: str
+) -> dict[str, int]:
+    """Tell each clinic's care team mailbox (`Clinic.alert_email`) of new urgent alerts.
+
+    One email per clinic and sweep however many alerts are new, carrying only a link to the
+    inbox. Each alert is told at most once: its `notified_at` is claimed (compare-and-set,
+    committed) before the email goes, so a second scheduler, a crash or a restart never tells it
+    twice. An email the server refused is tried again at the next sweep (it never went); one
+    whose fate is unknown, or refused for good, is not.
+    """
+    waiting = (
+        select(Alert.id)
+        .where(
+            Alert.clinic_id == Clinic.id,
+            Alert.tier == AlertTier.URGENT,
+            Alert.notified_at.is_(None),
+            Alert.status != AlertStatus.RESOLVED,
+        )
+        .exists()
+    )
+    mailboxes = session.execute(
+        select(Clinic.id, Clinic.alert_email)
+        .where(Clinic.alert_email.is_not(None), Clinic.alert_email != "", waiting)
+        .order_by(Clinic.id)
+    ).all()
+    session.commit()
+    counts = {"emails": 0, "alerts": 0, "retry": 0, "not_sent": 0}
+    for clinic_id, address in mailboxes:
+        claimed = (
+            session.execute(
+                update(Alert)
+                .where(
+                    Alert.clinic_id == clinic_id,
+                    Alert.tier == AlertTier.URGENT,
+                    Alert.notified_at.is_(None),
+                    Alert.status != AlertStatus.RESOLVED,
+                )
+                .values(notified_at=now)
+                .returning(Alert.id)
+                .execution_options(synchronize_session=False)
+            )
+            .scalars()
+            .all()
+        )
+        session.commit()
+        if not claimed:
+            continue  # another scheduler told them
+        message = OutgoingMessage(
+            notification_id=0,
+            idempotency_key=f"alerts:{clinic_id}:{min(claimed)}-{max(claimed)}",
+            channel="email",
+            to=address,
+            subject=ALERT_EMAIL_SUBJECT,
+            text=ALERT_EMAIL_TEXT.format(url=f"{base_url}/alerts"),
+        )
+        try:
+            sender.send(message)
+        except Rejected as refused:
+            log.warning("alert email of clinic %s refused: %s", clinic_id, refused.reason)
+            if refused.permanent:
+                counts["not_sent"] += 1
+                continue
+            session.execute(
+                update(Alert)
+                .where(Alert.id.in_(claimed), Alert.notified_at == now)
+                .values(notified_at=None)
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            counts["retry"] += 1
+            continue
+        except Uncertain as unknown:
+            log.warning("alert email of clinic %s may not have gone: %s", clinic_id, unknown.reason)
+            counts["not_sent"] += 1
+            continue
+        counts["emails"] += 1
+        counts["alerts"] += len(claimed)
+    return counts
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:

@@ -66,12 +66,69 @@ def mean_interval(values: Sequence[float], confidence: float = 0.95) -> MeanInte
     mean = statistics.fmean(values)
     if n < 2:
         return MeanInterval(mean, None, None, n)
+    half = _t_critical(n - 1, confidence) * statistics.stdev(values) / math.sqrt(n)
+    return MeanInterval(mean, mean - half, mean + half, n)
+
+
+def _t_critical(degrees_of_freedom: int, confidence: float) -> float:
     # Imported here: scipy takes a noticeable time to import, and only reports need it.
     from scipy.stats import t
 
-    critical = float(t.ppf(0.5 + confidence / 2, n - 1))
-    half = critical * statistics.stdev(values) / math.sqrt(n)
+    return float(t.ppf(0.5 + confidence / 2, degrees_of_freedom))
+
+
+def mean_interval_from_sums(
+    n: int, total: float, total_of_squares: float, confidence: float = 0.95
+) -> MeanInterval | None:
+    """The same mean and t interval as `mean_interval`, from a database's aggregates.
+
+    `n`, `total` and `total_of_squares` are COUNT(x), SUM(x) and SUM(x * x) of the values, so a
+    report aggregates in SQL and never fetches one row per patient. The sample variance is
+    (sum of squares - total^2 / n) / (n - 1); its rounding error is negligible for scores (a few
+    tens of points, at most millions of values), and a variance that rounds below zero (identical
+    values) is zero. None when there is no value.
+    """
+    if n < 0:
+        raise ValueError(f"a count cannot be negative (n = {n})")
+    if not (math.isfinite(total) and math.isfinite(total_of_squares)):
+        raise ValueError("the sums must be finite numbers")
+    _check_confidence(confidence)
+    if n == 0:
+        return None
+    mean = total / n
+    if n < 2:
+        return MeanInterval(mean, None, None, n)
+    variance = max(0.0, (total_of_squares - total * total / n) / (n - 1))
+    if variance <= _RELATIVE_NOISE * max(1.0, total_of_squares / n):
+        variance = 0.0  # identical values: only the rounding of the sums is left
+    half = _t_critical(n - 1, confidence) * math.sqrt(variance / n)
     return MeanInterval(mean, mean - half, mean + half, n)
+
+
+# Below this fraction of the mean square a variance from sums is rounding, not spread.
+_RELATIVE_NOISE = 1e-12
+
+
+@dataclass(frozen=True, slots=True)
+class Proportion:
+    """`count` of `n` with its share and Wilson interval; share and bounds are None when n == 0."""
+
+    count: int
+    n: int
+    share: float | None
+    lower: float | None
+    upper: float | None
+
+
+def proportion(count: int, n: int, confidence: float = 0.95) -> Proportion:
+    """A share with its Wilson interval, or a Proportion without either when n is 0."""
+    if n == 0:
+        if count != 0:
+            raise ValueError(f"{count} of no observations")
+        _check_confidence(confidence)
+        return Proportion(0, 0, None, None, None)
+    lower, upper = wilson_interval(count, n, confidence)
+    return Proportion(count, n, count / n, lower, upper)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ import datetime as dt
 import enum
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, ForeignKey, LargeBinary, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proms.db import db, enum_type, utcnow
@@ -50,6 +50,8 @@ class AccessToken(db.Model):
 
     __table_args__ = (
         CheckConstraint("failed_identity_count >= 0", name="failed_identity_count_not_negative"),
+        # The cohort report's message funnel: the links used to start, by message.
+        Index(None, "last_used_at", "notification_id"),
     )
 
 
@@ -107,6 +109,8 @@ class SurveyResponse(db.Model):
         CheckConstraint(
             "(status = 'submitted') = (submitted_at IS NOT NULL)", name="submitted_has_timestamp"
         ),
+        # The cohort report: the responses to one questionnaire (the side-effect checklist).
+        Index(None, "instrument_id", "status"),
     )
 
     @property

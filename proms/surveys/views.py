@@ -20,14 +20,15 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
+from flask_babel import get_locale
+from sqlalchemy import exists, select
 from werkzeug.wrappers import Response
 
 from proms.auth.roles import public
 from proms.catalog.services import deployment_registry
 from proms.db import db, utcnow
 from proms.instruments.errors import NotSendableError
-from proms.outcomes.models import Score
+from proms.outcomes.models import Alert, AlertStatus, AlertTier, Score
 from proms.security import limiter
 from proms.surveys import identity as identity_check
 from proms.surveys import links
@@ -380,10 +381,24 @@ def done(current: _Current) -> ResponseReturnValue:
         response.instrument.code: response.instrument.title
         for response in current.assessment.responses
     }
+    # Answers that raised an urgent alert (not yet dealt with): the patient is told to call
+    # the clinic, without naming the alert or any score.
+    urgent = db.session.scalar(
+        select(
+            exists().where(
+                Alert.assessment_id == current.assessment.id,
+                Alert.tier == AlertTier.URGENT,
+                Alert.status != AlertStatus.RESOLVED,
+            )
+        )
+    )
+    language = str(get_locale() or "en")
     return render_template(
         "surveys/done.html",
         clinic=clinic,
         scores=scores,
         titles=titles,
         unsaved_change=request.args.get("unsaved") == "1",
+        urgent=bool(urgent),
+        next_steps=clinic.next_steps(language) if clinic is not None else None,
     )

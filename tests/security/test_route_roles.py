@@ -22,6 +22,7 @@ from werkzeug.routing import Rule
 from proms.admin.enrollment import enroll
 from proms.auth.models import Role, StaffUser
 from proms.db import db, utcnow
+from proms.outcomes.models import Alert, AlertKind, AlertTier
 from proms.scheduling.models import Assessment, Notification
 from tests.helpers import World, csrf_token, patient_today
 
@@ -43,6 +44,7 @@ class Objects:
     clinic_id: int
     user_id: int
     notification_id: int
+    alert_id: int
 
 
 def _objects(world: World, clinic: str) -> Objects:
@@ -66,7 +68,26 @@ def _objects(world: World, clinic: str) -> Objects:
         clinic_id=patient.clinic_id,
         user_id=world.user(clinic, Role.CLINICIAN).id,
         notification_id=min(n.id for n in _messages(baseline)),
+        alert_id=_alert(baseline).id,
     )
+
+
+def _alert(assessment: Assessment) -> Alert:
+    """An urgent alert at the time point (acknowledged and resolved by the role checks)."""
+    patient = assessment.enrollment.patient
+    alert = Alert(
+        patient_id=patient.id,
+        clinic_id=patient.clinic_id,
+        assessment_id=assessment.id,
+        kind=AlertKind.SEVERITY,
+        tier=AlertTier.URGENT,
+        rule="severity:peg:total>=8",
+        timepoint_key=assessment.timepoint.key,
+        detail={"instrument": "peg", "scale": "total", "value": 9.0, "unit": "points"},
+    )
+    db.session.add(alert)
+    db.session.commit()
+    return alert
 
 
 def _messages(assessment: Assessment) -> list[Notification]:
@@ -85,6 +106,7 @@ ARGUMENTS: dict[str, Callable[[Objects], object]] = {
     "user_id": lambda o: o.user_id,
     "day": lambda o: 1,
     "notification_id": lambda o: o.notification_id,
+    "alert_id": lambda o: o.alert_id,
 }
 
 

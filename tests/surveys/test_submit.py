@@ -76,6 +76,10 @@ def scores_of(assessment: Assessment) -> dict[tuple[str, str], Score]:
     return {(row.instrument_code, row.scale): row for row in rows}
 
 
+def worsenings() -> list[Alert]:
+    return [alert for alert in alerts() if alert.kind is AlertKind.WORSENING]
+
+
 def alerts() -> list[Alert]:
     db.session.expire_all()
     return list(db.session.scalars(sa.select(Alert).order_by(Alert.id)))
@@ -497,8 +501,12 @@ def test_a_meaningful_worsening_from_baseline_raises_an_alert(
     open_now(month_1)
     complete(browser(mint(month_1)), BASELINE_CODES, _pi(5))
 
-    (alert,) = alerts()
-    assert alert.kind is AlertKind.WORSENING
+    # T 75.6 is also severe pain interference (T >= 70): an urgent alert of its own kind.
+    assert sorted((a.kind.value, a.tier.value, a.rule) for a in alerts()) == [
+        ("severity", "urgent", "severity:promis-pi-4a:total>=70"),
+        ("worsening", "next_visit", "worsening:promis-pi-4a:total"),
+    ]
+    (alert,) = [a for a in alerts() if a.kind is AlertKind.WORSENING]
     assert alert.patient_id == patient.id
     assert alert.clinic_id == patient.clinic_id
     assert alert.assessment_id == month_1.id
@@ -526,7 +534,9 @@ def test_an_improvement_from_baseline_raises_no_alert(
     month_1 = assessment_of(enrollment, "month_1")
     open_now(month_1)
     complete(browser(mint(month_1)), BASELINE_CODES, _pi(1))
-    assert alerts() == []
+    assert worsenings() == []
+    # The baseline's severe level (T 75.6) was alerted when it was sent; nothing at month 1.
+    assert [(a.kind, a.assessment_id) for a in alerts()] == [(AlertKind.SEVERITY, baseline.id)]
 
 
 def test_a_follow_up_without_a_baseline_raises_no_worsening_alert(
@@ -535,7 +545,7 @@ def test_a_follow_up_without_a_baseline_raises_no_worsening_alert(
     month_1 = assessment_of(enrollment, "month_1")
     open_now(month_1)
     complete(browser(mint(month_1)), BASELINE_CODES, _pi(5))
-    assert alerts() == []
+    assert worsenings() == []
 
 
 def test_an_earlier_follow_ups_worsening_is_not_alerted_again(
@@ -545,8 +555,8 @@ def test_an_earlier_follow_ups_worsening_is_not_alerted_again(
     month_1 = assessment_of(enrollment, "month_1")
     open_now(month_1)
     complete(browser(mint(month_1)), BASELINE_CODES, _pi(5))
-    assert len(alerts()) == 1
+    assert len(worsenings()) == 1
     month_3 = assessment_of(enrollment, "month_3")
     open_now(month_3)
     complete(browser(mint(month_3)), BASELINE_CODES, _pi(1))
-    assert len(alerts()) == 1  # month 3 is back to baseline; month 1's alert is not repeated
+    assert len(worsenings()) == 1  # month 3 is back to baseline; month 1's alert is not repeated

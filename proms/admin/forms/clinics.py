@@ -6,7 +6,15 @@ import functools
 from zoneinfo import available_timezones
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, IntegerField, StringField, TelField, TimeField
+from wtforms import (
+    BooleanField,
+    EmailField,
+    IntegerField,
+    StringField,
+    TelField,
+    TextAreaField,
+    TimeField,
+)
 from wtforms.validators import (
     DataRequired,
     Email,
@@ -92,6 +100,31 @@ class ClinicForm(FlaskForm):
         format=TIME_FORMATS,
         validators=[InputRequired("Enter the time quiet hours end, like 08:00.")],
         invalid_value_message="Enter a time of day as hours and minutes, like 08:00.",
+    )
+    alert_email = EmailField(
+        "Care team mailbox for urgent alerts",
+        filters=[strip, lambda value: value.lower() if isinstance(value, str) else value],
+        validators=[
+            Optional(),
+            Length(max=254, message="An email address has at most 254 characters."),
+            Email(
+                "Enter a valid email address, like care-team@example.org.",
+                check_deliverability=False,
+            ),
+        ],
+        render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"},
+    )
+    next_steps_en = TextAreaField(
+        "What happens next, in English",
+        filters=[strip],
+        validators=[Optional(), Length(max=1000, message="Use at most 1,000 characters.")],
+        render_kw={"rows": 3, "maxlength": 1000},
+    )
+    next_steps_es = TextAreaField(
+        "What happens next, in Spanish",
+        filters=[strip],
+        validators=[Optional(), Length(max=1000, message="Use at most 1,000 characters.")],
+        render_kw={"rows": 3, "maxlength": 1000, "lang": "es"},
     )
     baseline_reuse_days = IntegerField(
         "Reuse a baseline answered up to this many days before a new course",

@@ -14,6 +14,7 @@ bp = Blueprint("admin", __name__)
 
 # Imported for their routes (each module adds its own to `bp`).
 from proms.admin.views import (  # noqa: E402
+    audit,
     clinics,
     enrollments,
     imports,
@@ -25,6 +26,7 @@ from proms.admin.views import (  # noqa: E402
 )
 
 __all__ = [
+    "audit",
     "bp",
     "clinics",
     "enrollments",

@@ -24,6 +24,9 @@ CLINIC_FIELDS = (
     "quiet_hours_start",
     "quiet_hours_end",
     "baseline_reuse_days",
+    "alert_email",
+    "next_steps_en",
+    "next_steps_es",
 )
 
 

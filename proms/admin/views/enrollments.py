@@ -176,6 +176,7 @@ def _course_page(
     days = courses.course_days(found)
     session_forms = {day.day_number: _session_form(day) for day in days}
     session_forms.update(forms or {})
+    _audit_page("course", found.patient, enrollment_id=found.id)
     html = render_template(
         "admin/enrollments/enrollment.html",
         enrollment=found,
@@ -187,7 +188,24 @@ def _course_page(
         session_forms=session_forms,
         side_effects=courses.SIDE_EFFECTS,
     )
+    db.session.commit()
     return html, status
+
+
+def _audit_page(page: str, patient: Patient, **ids: int) -> None:
+    """A page of the patient's course is shown: an audit event, committed with the page."""
+    audit_patient_view("patient.view", patient, {"page": page, **ids})
+
+
+def _shown(template: str, page: str, context: dict[str, Any]) -> ResponseReturnValue:
+    """Render a page of the patient's course (`context["patient"]`) and record that it was seen."""
+    ids = {"enrollment_id": context["enrollment"].id} if "enrollment" in context else {}
+    if "assessment" in context:
+        ids["assessment_id"] = context["assessment"].id
+    _audit_page(page, context["patient"], **ids)
+    html = render_template(template, **context)
+    db.session.commit()
+    return html
 
 
 def _session_form(day: Any, formdata: Any = None) -> SessionForm:
@@ -254,7 +272,7 @@ def change_anchor(enrollment_id: int) -> ResponseReturnValue:
     context: dict[str, Any] = {"enrollment": found, "patient": found.patient, "form": form}
     if request.method == "GET":
         form.anchor_on.data = found.anchor_on
-        return render_template("admin/enrollments/anchor.html", **context)
+        return _shown("admin/enrollments/anchor.html", "anchor", context)
     if not form.validate():
         return render_template("admin/enrollments/anchor.html", **context), 400
     now = utcnow()
@@ -295,7 +313,7 @@ def withdraw(enrollment_id: int) -> ResponseReturnValue:
         "now": now,
     }
     if request.method == "GET":
-        return render_template("admin/enrollments/withdraw.html", **context)
+        return _shown("admin/enrollments/withdraw.html", "withdraw", context)
     if not form.validate():
         return render_template("admin/enrollments/withdraw.html", **context), 400
     before = snapshot(found, ENROLLMENT_FIELDS)
@@ -342,7 +360,7 @@ def paper_answers(assessment_id: int) -> ResponseReturnValue:
         "form": form,
     }
     if request.method == "GET":
-        return render_template("admin/enrollments/paper.html", **context)
+        return _shown("admin/enrollments/paper.html", "paper_answers", context)
     if not form.validate():
         return render_template("admin/enrollments/paper.html", **context), 400
     answers = {q.number: _answer(form[f"q{q.number}"].data) for q in questions}
