@@ -137,8 +137,9 @@ class Patient(db.Model):
             name="phone_e164",
         ),
         CheckConstraint("length(mrn) > 0", name="mrn_not_empty"),
-        # The staff patient list: one clinic, sorted by name.
-        Index(None, "clinic_id", "family_name", "given_name"),
+        # The staff patient list: one clinic by name, then id (its pages' order), read from the
+        # index alone.
+        Index(None, "clinic_id", "family_name", "given_name", "id"),
     )
 
     @property

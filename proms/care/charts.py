@@ -7,19 +7,19 @@ own (T-scores for PROMIS, else the raw score), higher up, with an arrow that say
 better: a reader checks a value against the axis and the published bands, and the arrow
 settles the direction.
 
-The SVG is built with ElementTree, which escapes every text and attribute, so a name or label
-can never become markup. Sizes are in user units of a viewBox about as wide as a phone's column,
+The SVG is written as text with every text and attribute value escaped, so a name or label can
+never become markup. Sizes are in user units of a viewBox about as wide as a phone's column,
 so the text stays legible at 390 px and grows with the page on a desktop.
 """
 
 from __future__ import annotations
 
 import math
-import xml.etree.ElementTree as ET
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 SVG_NS = "http://www.w3.org/2000/svg"
 
@@ -198,32 +198,32 @@ def _day_ticks(first: int, last: int) -> list[int]:
     return list(range(start, last + 1, step))
 
 
-def _el(parent: ET.Element, tag: str, text: str | None = None, **attrs: object) -> ET.Element:
-    element = ET.SubElement(
-        parent, tag, {k.rstrip("_").replace("_", "-"): str(v) for k, v in attrs.items()}
-    )
-    if text is not None:
-        element.text = text
-    return element
+_SPECIAL = re.compile("[&<>\"']")
+
+
+def _text(value: object) -> str:
+    """A value as element text or an attribute's value, escaped (markupsafe) where it has
+    anything to escape: a name or label can never become markup."""
+    text = value if isinstance(value, str) else str(value)
+    return str(escape(text)) if _SPECIAL.search(text) else text
+
+
+# Each part of the chart appends its elements to a list of strings: numbers are written as they
+# are, every text through _text.
+Parts = list[str]
 
 
 def render(chart: TrendChart, *, chart_id: str, compact: bool = False) -> Markup:
     """The chart as an inline SVG element (role img, named by its title and description)."""
     f = frame(chart, compact=compact)
-    svg = ET.Element(
-        "svg",
-        {
-            "xmlns": SVG_NS,
-            "viewBox": f"0 0 {f.width:g} {f.height:g}",
-            "class": "trend-chart",
-            "role": "img",
-            "aria-labelledby": f"{chart_id}-title {chart_id}-desc",
-            "font-family": FONT,
-            "font-size": f"{f.font:g}",
-        },
-    )
-    _el(svg, "title", chart.title, id=f"{chart_id}-title")
-    _el(svg, "desc", describe(chart), id=f"{chart_id}-desc")
+    name = _text(chart_id)
+    svg: Parts = [
+        f'<svg xmlns="{SVG_NS}" viewBox="0 0 {f.width:g} {f.height:g}" class="trend-chart"'
+        f' role="img" aria-labelledby="{name}-title {name}-desc" font-family="{_text(FONT)}"'
+        f' font-size="{f.font:g}">',
+        f'<title id="{name}-title">{_text(chart.title)}</title>',
+        f'<desc id="{name}-desc">{_text(describe(chart))}</desc>',
+    ]
     _severity(svg, f, chart)
     _grid(svg, f, chart)
     _change_band(svg, f, chart)
@@ -231,7 +231,8 @@ def render(chart: TrendChart, *, chart_id: str, compact: bool = False) -> Markup
     _infusions(svg, f, chart)
     _series(svg, f, chart)
     _better(svg, f, chart)
-    return Markup(ET.tostring(svg, encoding="unicode", short_empty_elements=True))  # noqa: S704 - ElementTree escaped every text and attribute
+    svg.append("</svg>")
+    return Markup("".join(svg))  # noqa: S704 - every text escaped by _text
 
 
 def describe(chart: TrendChart) -> str:
@@ -263,50 +264,40 @@ def _band_edges(f: Frame, chart: TrendChart, band: Band) -> tuple[float, float]:
     return top, bottom
 
 
-def _severity(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
+def _severity(svg: Parts, f: Frame, chart: TrendChart) -> None:
     bands = _visible_bands(chart)
     if not bands:
         return
-    group = _el(svg, "g", class_="severity-bands")
+    svg.append('<g class="severity-bands">')
     # Shades grow with the band's distance from "within normal limits", which the published
     # lists give first; the label names each band whatever its shade.
+    width = round(f.right - f.left, 2)
     for index, band in enumerate(bands):
         top, bottom = _band_edges(f, chart, band)
-        _el(
-            group,
-            "rect",
-            class_="severity-band",
-            x=f.left,
-            y=top,
-            width=round(f.right - f.left, 2),
-            height=round(bottom - top, 2),
-            fill="#b35c00",
-            fill_opacity=round(0.03 + 0.05 * index, 2),
-            data_label=band.label,
-            data_lower="" if band.lower is None else f"{band.lower:g}",
-            data_upper="" if band.upper is None else f"{band.upper:g}",
+        lower = "" if band.lower is None else f"{band.lower:g}"
+        upper = "" if band.upper is None else f"{band.upper:g}"
+        svg.append(
+            f'<rect class="severity-band" x="{f.left}" y="{top}" width="{width}"'
+            f' height="{round(bottom - top, 2)}" fill="#b35c00"'
+            f' fill-opacity="{round(0.03 + 0.05 * index, 2)}" data-label="{_text(band.label)}"'
+            f' data-lower="{lower}" data-upper="{upper}" />'
         )
+    svg.append("</g>")
 
 
-def _severity_labels(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
+def _severity_labels(svg: Parts, f: Frame, chart: TrendChart) -> None:
     """Each band's name at its top right, over the change band (drawn after it)."""
     size = f.font * 0.82
-    group = _el(svg, "g", class_="severity-labels", font_size=f"{size:.1f}", fill="#7a3f00")
+    svg.append(f'<g class="severity-labels" font-size="{size:.1f}" fill="#7a3f00">')
     for band in _visible_bands(chart):
         top, bottom = _band_edges(f, chart, band)
         if bottom - top >= size + 1:
-            _el(
-                group,
-                "text",
-                band.label,
-                x=f.right - 3,
-                y=round(top + size, 2),
-                text_anchor="end",
-                stroke="#ffffff",
-                stroke_width="2.5",
-                stroke_opacity="0.8",
-                paint_order="stroke",
+            svg.append(
+                f'<text x="{f.right - 3}" y="{round(top + size, 2)}" text-anchor="end"'
+                ' stroke="#ffffff" stroke-width="2.5" stroke-opacity="0.8"'
+                f' paint-order="stroke">{_text(band.label)}</text>'
             )
+    svg.append("</g>")
 
 
 def _overlaps(band: Band, low: float, high: float) -> bool:
@@ -315,89 +306,64 @@ def _overlaps(band: Band, low: float, high: float) -> bool:
     return not (above or below)
 
 
-def _grid(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
-    group = _el(svg, "g", class_="axes", stroke="#c9ced6")
+def _grid(svg: Parts, f: Frame, chart: TrendChart) -> None:
+    svg.append('<g class="axes" stroke="#c9ced6">')
     for value in _ticks(*chart.y_range):
         y = f.y(value)
-        _el(group, "line", x1=f.left, x2=f.right, y1=y, y2=y, stroke_width="0.6")
-        _el(
-            group,
-            "text",
-            format_value(value) if float(value).is_integer() else f"{value:g}",
-            x=f.left - 4,
-            y=round(y + f.font * 0.35, 2),
-            text_anchor="end",
-            fill="#4a5360",
-            stroke="none",
+        label = format_value(value) if float(value).is_integer() else f"{value:g}"
+        svg.append(
+            f'<line x1="{f.left}" x2="{f.right}" y1="{y}" y2="{y}" stroke-width="0.6" />'
+            f'<text x="{f.left - 4}" y="{round(y + f.font * 0.35, 2)}" text-anchor="end"'
+            f' fill="#4a5360" stroke="none">{label}</text>'
         )
     first, last = chart.x_range
     axis_y = f.bottom
-    _el(group, "line", x1=f.left, x2=f.right, y1=axis_y, y2=axis_y, stroke="#4a5360")
+    svg.append(
+        f'<line x1="{f.left}" x2="{f.right}" y1="{axis_y}" y2="{axis_y}" stroke="#4a5360" />'
+    )
+    label_y = round(axis_y + 8 + f.font * 1.3, 2)
     for day in _day_ticks(first, last):
         x = f.x(day)
-        _el(group, "line", x1=x, x2=x, y1=axis_y, y2=axis_y + 3, stroke="#4a5360")
-        _el(
-            group,
-            "text",
-            format_value(day),
-            x=x,
-            y=round(axis_y + 8 + f.font * 1.3, 2),
-            text_anchor="middle",
-            fill="#4a5360",
-            stroke="none",
+        svg.append(
+            f'<line x1="{x}" x2="{x}" y1="{axis_y}" y2="{axis_y + 3}" stroke="#4a5360" />'
+            f'<text x="{x}" y="{label_y}" text-anchor="middle" fill="#4a5360"'
+            f' stroke="none">{format_value(day)}</text>'
         )
-    _el(
-        group,
-        "text",
-        "Days since the course start",
-        x=round((f.left + f.right) / 2, 2),
-        y=f.height - 4,
-        text_anchor="middle",
-        fill="#4a5360",
-        stroke="none",
+    svg.append(
+        f'<text x="{round((f.left + f.right) / 2, 2)}" y="{f.height - 4}" text-anchor="middle"'
+        ' fill="#4a5360" stroke="none">Days since the course start</text>'
     )
     if chart.unit:
-        _el(group, "text", chart.unit, x=4, y=f.top - 6, fill="#4a5360", stroke="none")
+        svg.append(
+            f'<text x="4" y="{f.top - 6}" fill="#4a5360" stroke="none">{_text(chart.unit)}</text>'
+        )
+    svg.append("</g>")
 
 
-def _change_band(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
+def _change_band(svg: Parts, f: Frame, chart: TrendChart) -> None:
     if chart.baseline is None:
         return
     if chart.change_band is not None:
         low, high = chart.change_band
         top, bottom = f.y(high), f.y(low)
-        _el(
-            svg,
-            "rect",
-            class_="change-band",
-            x=f.left,
-            y=top,
-            width=round(f.right - f.left, 2),
-            height=round(bottom - top, 2),
-            fill=CHANGE_BAND_FILL,
-            fill_opacity="0.7",
+        svg.append(
+            f'<rect class="change-band" x="{f.left}" y="{top}"'
+            f' width="{round(f.right - f.left, 2)}" height="{round(bottom - top, 2)}"'
+            f' fill="{CHANGE_BAND_FILL}" fill-opacity="0.7" />'
         )
     y = f.y(chart.baseline)
-    _el(
-        svg,
-        "line",
-        class_="baseline",
-        x1=f.left,
-        x2=f.right,
-        y1=y,
-        y2=y,
-        stroke="#0b5cad",
-        stroke_width="1.2",
-        stroke_dasharray="5 3",
+    svg.append(
+        f'<line class="baseline" x1="{f.left}" x2="{f.right}" y1="{y}" y2="{y}"'
+        ' stroke="#0b5cad" stroke-width="1.2" stroke-dasharray="5 3" />'
     )
 
 
-def _infusions(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
+def _infusions(svg: Parts, f: Frame, chart: TrendChart) -> None:
     """A mark per infusion day under the axis: filled if given, a red cross if missed, hollow
     if still planned. Days closer than a mark's width are set side by side from the first."""
     if not chart.infusions:
         return
-    group = _el(svg, "g", class_="infusions")
+    svg.append('<g class="infusions">')
     size = round(f.font * 0.5, 1)
     y = f.bottom + 4
     previous = -math.inf
@@ -405,27 +371,19 @@ def _infusions(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
         x = max(f.x(infusion.day) - size / 2, previous + size + 2)
         previous = x
         missed = infusion.status == "missed"
-        _el(
-            group,
-            "rect",
-            class_=f"infusion infusion-{infusion.status}",
-            x=round(x, 2),
-            y=y,
-            width=size,
-            height=size,
-            fill=INFUSION_COLOURS.get(infusion.status, "#ffffff"),
-            stroke="#a4161a" if missed else "#0b5cad",
-            stroke_width="1",
-            data_day=infusion.day,
+        status = _text(infusion.status)
+        fill = INFUSION_COLOURS.get(infusion.status, "#ffffff")
+        svg.append(
+            f'<rect class="infusion infusion-{status}" x="{round(x, 2)}" y="{y}" width="{size}"'
+            f' height="{size}" fill="{fill}" stroke="{"#a4161a" if missed else "#0b5cad"}"'
+            f' stroke-width="1" data-day="{infusion.day}" />'
         )
         if missed:
-            _el(
-                group,
-                "path",
-                d=f"M{x:.2f} {y} l{size} {size} M{x + size:.2f} {y} l{-size} {size}",
-                stroke="#ffffff",
-                stroke_width="1.2",
+            svg.append(
+                f'<path d="M{x:.2f} {y} l{size} {size} M{x + size:.2f} {y} l{-size} {size}"'
+                ' stroke="#ffffff" stroke-width="1.2" />'
             )
+    svg.append("</g>")
 
 
 def _text_box(x: float, y: float, width: float, height: float, anchor: str) -> Box:
@@ -445,38 +403,49 @@ def _overlap(box: Box, taken: Sequence[Box], f: Frame) -> float:
     return covered + 1000 * outside
 
 
-def _series(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
+def _place(
+    candidates: Sequence[tuple[float, float, str]],
+    width: float,
+    size: float,
+    taken: Sequence[Box],
+    f: Frame,
+) -> tuple[float, float, str, Box]:
+    """The first candidate place where a label overlaps nothing, else the least bad one."""
+    best: tuple[float, float, str, Box] | None = None
+    least = math.inf
+    for x, y, anchor in candidates:
+        box = _text_box(x, y, width, size, anchor)
+        badness = _overlap(box, taken, f)
+        if badness < least:
+            best, least = (x, y, anchor, box), badness
+            if badness == 0:
+                break
+    assert best is not None
+    return best
+
+
+def _series(svg: Parts, f: Frame, chart: TrendChart) -> None:
     points = sorted(chart.points, key=lambda p: (p.day, p.value))
     if not points:
         return
-    group = _el(svg, "g", class_="series")
-    if len(points) > 1:
-        _el(
-            group,
-            "polyline",
-            class_="line",
-            points=" ".join(f"{f.x(p.day)},{f.y(p.value)}" for p in points),
-            fill="none",
-            stroke="#1b1f24",
-            stroke_width="1.5",
-        )
+    svg.append('<g class="series">')
     centres = [(f.x(p.day), f.y(p.value)) for p in points]
+    if len(points) > 1:
+        line = " ".join(f"{x},{y}" for x, y in centres)
+        svg.append(
+            f'<polyline class="line" points="{line}" fill="none" stroke="#1b1f24"'
+            ' stroke-width="1.5" />'
+        )
     taken: list[Box] = [(x - 4, y - 4, x + 4, y + 4) for x, y in centres]
     size = f.label_font
     for point, (x, y) in zip(points, centres, strict=True):
         colour = POINT_COLOURS.get(point.change, POINT_COLOURS[""])
-        _el(
-            group,
-            "circle",
-            class_=f"point point-{point.change.replace(' ', '-') or 'plain'}",
-            cx=x,
-            cy=y,
-            r="4.5" if point.change == "baseline" else "4",
-            fill=colour,
-            stroke="#ffffff",
-            stroke_width="1",
-            data_day=point.day,
-            data_value=f"{point.value:g}",
+        kind = _text(point.change.replace(" ", "-") or "plain")
+        svg.append(
+            f'<circle class="point point-{kind}" cx="{x}" cy="{y}"'
+            f' r="{"4.5" if point.change == "baseline" else "4"}" fill="{colour}"'
+            f' stroke="#ffffff" stroke-width="1" data-day="{point.day}"'
+            f' data-value="{point.value:g}" />'
         )
         # Above the point, else below, right or left of it: wherever no other label or
         # point is (the first place when all are taken).
@@ -495,39 +464,20 @@ def _series(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
             (x, up - size, "middle"),
             (x, down + size, "middle"),
         ]
-        boxes = [_text_box(cx, cy, width, size, anchor) for cx, cy, anchor in candidates]
-        chosen = min(range(len(boxes)), key=lambda i: _overlap(boxes[i], taken, f))
-        label_x, label_y, anchor = candidates[chosen]
-        taken.append(boxes[chosen])
-        _el(
-            group,
-            "text",
-            text,
-            class_="point-label",
-            x=round(label_x, 2),
-            y=round(label_y, 2),
-            text_anchor=anchor,
-            fill=colour,
-            font_weight="600",
-            font_size=f"{size:g}",
-            stroke="#ffffff",
-            stroke_width="3",
-            paint_order="stroke",
+        label_x, label_y, anchor, box = _place(candidates, width, size, taken, f)
+        taken.append(box)
+        svg.append(
+            f'<text class="point-label" x="{round(label_x, 2)}" y="{round(label_y, 2)}"'
+            f' text-anchor="{anchor}" fill="{colour}" font-weight="600" font-size="{size:g}"'
+            f' stroke="#ffffff" stroke-width="3" paint-order="stroke">{text}</text>'
         )
+    svg.append("</g>")
 
 
-def _better(svg: ET.Element, f: Frame, chart: TrendChart) -> None:
+def _better(svg: Parts, f: Frame, chart: TrendChart) -> None:
     """Which way is better, beside the axis: the arrow on a chart follows the numbers."""
     arrow = "\N{UPWARDS ARROW}" if chart.higher_is_better else "\N{DOWNWARDS ARROW}"
-    text, y = f"{arrow} better", f.top - 6
-    _el(
-        svg,
-        "text",
-        text,
-        class_="better",
-        x=f.right,
-        y=y,
-        text_anchor="end",
-        fill="#1a7f37",
-        font_weight="600",
+    svg.append(
+        f'<text class="better" x="{f.right}" y="{f.top - 6}" text-anchor="end" fill="#1a7f37"'
+        f' font-weight="600">{arrow} better</text>'
     )

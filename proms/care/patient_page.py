@@ -8,6 +8,7 @@ questionnaires the patient has answered; the rest is arranged in Python. Read-on
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -15,9 +16,10 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from markupsafe import Markup
-from sqlalchemy import select
+from markupsafe import Markup, escape
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, joinedload, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from proms.admin.models import Enrollment, Patient, SessionStatus, TreatmentSession
 from proms.auth.models import StaffUser
@@ -33,13 +35,17 @@ from proms.care.services import (
     shown_change,
 )
 from proms.catalog.services import scoring_definition
-from proms.instruments.model import ChangeThreshold, InstrumentDefinition, ScoringMethod
+from proms.instruments.model import ChangeThreshold, InstrumentDefinition, Item, ScoringMethod
 from proms.instruments.registry import Registry
 from proms.outcomes.models import TIER_ORDER, Alert, Score
 from proms.scheduling.models import Assessment
 from proms.scoring.change import RELIABLE_CHANGE_Z
 from proms.scoring.types import Direction
-from proms.surveys.models import ResponseStatus, SurveyResponse
+from proms.surveys.models import ResponseStatus, SurveyAnswer, SurveyResponse
+
+# A stored score as the page reads it: a row of the score table, its columns by name (the page
+# never changes one, so it skips building ORM objects for them).
+StoredScore = Row[Any]
 
 # How each scoring method reads on the page.
 METHOD_LABELS = {
@@ -147,7 +153,7 @@ def _course(enrollment: Enrollment, zone: str, now: dt.datetime) -> Course:
 class ScoreRow:
     """One score of a trend, with everything its table row says."""
 
-    score: Score
+    score: StoredScore
     day: int
     on: dt.date
     timepoint: str
@@ -155,6 +161,8 @@ class ScoreRow:
     is_baseline: bool
     change: str | None
     criterion: str
+    unit: str = ""  # the trend's: "T" or "" (raw scores)
+    threshold: ChangeThreshold | None = None  # the trend's
 
     @property
     def arrow(self) -> str:
@@ -163,6 +171,37 @@ class ScoreRow:
     @property
     def method(self) -> str:
         return METHOD_LABELS.get(self.score.method, self.score.method)
+
+    @property
+    def value_text(self) -> str:
+        return score_text(self.value, self.unit)
+
+    @property
+    def measure(self) -> str:
+        """How the score was made: "SE 3.1, table, raw 12"."""
+        s = self.score
+        se = f"SE {s.standard_error:.1f}, " if s.standard_error else ""
+        raw = f", raw {charts.format_value(s.raw_score)}" if s.t_score is not None else ""
+        return f"{se}{self.method}{raw}"
+
+    @property
+    def amount(self) -> str:
+        """How far from baseline and what the threshold needs: "4.1 T worse; needs 3 T"."""
+        amount = change_amount(self.score, self.unit, self.threshold)
+        if amount and self.threshold is not None:
+            return f"{amount}; needs {threshold_text(self.threshold, self.unit)}"
+        return amount
+
+    @property
+    def individually(self) -> str:
+        """What the individual criterion rests on: the reliable change index, or why none."""
+        s = self.score
+        if s.reliable_change_index is not None:
+            rci = signed(s.reliable_change_index, digits=2)
+            return f"RCI {rci}; needs \N{PLUS-MINUS SIGN}{RELIABLE_CHANGE_Z:.2f}"
+        if s.change_by_threshold != "not comparable":
+            return "no standard error: the threshold decides"
+        return s.change_reason or ""
 
 
 @dataclass
@@ -199,10 +238,6 @@ class Trend:
         return self.definition.direction is Direction.HIGHER_IS_BETTER
 
     @property
-    def reliable_change_z(self) -> float:
-        return RELIABLE_CHANGE_Z
-
-    @property
     def severity_source(self) -> str:
         """Where the severity bands come from, its first clause ("HealthMeasures, PROMIS Score
         Cut Points, adult profile domains")."""
@@ -231,13 +266,13 @@ def score_range(definition: InstrumentDefinition, scale: str = TREND_SCALE) -> t
     return float(sum(lows)), float(sum(highs))
 
 
-def _value(score: Score) -> float:
+def _value(score: StoredScore) -> float:
     value = score.t_score if score.t_score is not None else score.raw_score
     assert value is not None  # a stored score has one of the two
     return float(value)
 
 
-def _chart_label(domain: str, latest: Score) -> str:
+def _chart_label(domain: str, latest: StoredScore) -> str:
     if latest.t_score is not None:
         return domain_label(domain)
     return f"{domain_label(domain)} ({latest.instrument_code.upper()})"
@@ -266,8 +301,8 @@ def _bands(definition: InstrumentDefinition) -> tuple[charts.Band, ...]:
 
 def _trends_of_course(
     course: Course,
-    scores: Sequence[Score],
-    baseline_scores: Sequence[Score],
+    scores: Sequence[StoredScore],
+    baseline_scores: Sequence[StoredScore],
     definitions: dict[int, InstrumentDefinition],
     timepoint_labels: dict[int, str],
     zone: str,
@@ -275,7 +310,7 @@ def _trends_of_course(
 ) -> list[Trend]:
     enrollment = course.enrollment
     start = enrollment.anchor_on
-    by_domain: dict[str, list[Score]] = {}
+    by_domain: dict[str, list[StoredScore]] = {}
     baseline_ids = {s.id for s in baseline_scores}
     for score in [*baseline_scores, *scores]:
         if score.scale == TREND_SCALE:
@@ -300,6 +335,10 @@ def _trends_of_course(
             ),
             next((s for s in domain_scores if s.id in baseline_ids), None),
         )
+        threshold = next(
+            (t for t in definition.thresholds if t.primary and t.scale == TREND_SCALE), None
+        )
+        unit = "T" if latest.t_score is not None else ""
         rows = []
         for score in domain_scores:
             on = local_day(score.observed_at, zone)
@@ -315,13 +354,11 @@ def _trends_of_course(
                     is_baseline=is_baseline,
                     change=None if is_baseline else change,
                     criterion="" if is_baseline else criterion,
+                    unit=unit,
+                    threshold=threshold,
                 )
             )
         baseline_row = next((r for r in rows if baseline and r.score.id == baseline.id), None)
-        threshold = next(
-            (t for t in definition.thresholds if t.primary and t.scale == TREND_SCALE), None
-        )
-        unit = "T" if latest.t_score is not None else ""
         band = None
         if baseline_row is not None and threshold is not None:
             band = charts.change_band(baseline_row.value, threshold.value, threshold.unit)
@@ -389,12 +426,31 @@ class ResponseView:
     response: SurveyResponse
     title: str
     entered_by: str  # "the patient" or "staff: <name> (paper form)"
-    answers: tuple[Answer, ...]
-    scores: tuple[Score, ...]
+    scores: tuple[StoredScore, ...]
+    rows: Markup  # the answers as table rows (<tr>), escaped
+    definition: InstrumentDefinition
+    given: dict[str, int | None]  # item id -> value (None: skipped); absent: not reached
+
+    @property
+    def answers(self) -> tuple[Answer, ...]:
+        return _answers(self.definition, self.given)
 
     @property
     def is_submitted(self) -> bool:
         return self.response.status is ResponseStatus.SUBMITTED
+
+    @property
+    def score_text(self) -> str:
+        """The response's scores in a line: "T 61.2", "total 34, avoidance 9"."""
+        return ", ".join(
+            ("" if s.scale == TREND_SCALE else s.scale.replace("_", " ") + " ")
+            + (
+                f"T {charts.format_value(s.t_score, 'T')}"
+                if s.t_score is not None
+                else charts.format_value(_value(s))
+            )
+            for s in self.scores
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,24 +473,59 @@ class AnsweredAssessment:
         return max(moments) if moments else None
 
 
-def _answers(definition: InstrumentDefinition, response: SurveyResponse) -> tuple[Answer, ...]:
-    given = response.answers
-    found = []
-    for item in definition.items:
-        value = given.get(item.id)
-        if item.id not in given:
-            label = "not reached"
-        elif value is None:
-            label = "skipped"
-        else:
-            label = next((o.label for o in item.options if o.value == value), str(value))
-        found.append(Answer(item.id, item.text, value, label))
-    # Answers to items this definition no longer has (kept, never hidden).
-    known = set(definition.item_ids)
+def _answers(definition: InstrumentDefinition, given: dict[str, int | None]) -> tuple[Answer, ...]:
+    """Every item of the definition with its answer, then answers to items it no longer has
+    (kept, never hidden)."""
+    found = [_item_answer(item, given) for item in definition.items]
+    known = {item.id for item in definition.items}
     for item_id, value in given.items():
         if item_id not in known:
             found.append(Answer(item_id, item_id, value, "" if value is None else str(value)))
     return tuple(found)
+
+
+def _item_answer(item: Item, given: dict[str, int | None]) -> Answer:
+    value = given.get(item.id)
+    if item.id not in given:
+        label = "not reached"
+    elif value is None:
+        label = "skipped"
+    else:
+        label = next((o.label for o in item.options if o.value == value), str(value))
+    return Answer(item.id, item.text, value, label)
+
+
+def _answer_row(answer: Answer) -> str:
+    value = "" if answer.value is None else f' <span class="hint">({escape(answer.value)})</span>'
+    return f"<tr><td>{escape(answer.text)}</td><td>{escape(answer.label)}{value}</td></tr>"
+
+
+NOT_REACHED = object()
+
+
+class AnswerRows:
+    """Answers as table rows (question, answer), each row escaped and written once per page: a
+    patient's responses repeat the same questions and answers many times over."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[int, str, object], str] = {}
+
+    def rows(self, definition: InstrumentDefinition, given: dict[str, int | None]) -> Markup:
+        memo = self._rows
+        parts = []
+        matched = 0
+        for item in definition.items:
+            value = given.get(item.id, NOT_REACHED)
+            matched += value is not NOT_REACHED
+            # The definition lives as long as the page: its id names it on this page.
+            key = (id(definition), item.id, value)
+            row = memo.get(key)
+            if row is None:
+                row = memo[key] = _answer_row(_item_answer(item, given))
+            parts.append(row)
+        if matched < len(given):  # answers to items the definition no longer has
+            parts.extend(map(_answer_row, _answers(definition, given)[len(parts) :]))
+        return Markup("".join(parts))  # noqa: S704 - every text escaped by _answer_row
 
 
 def _entered_by(response: SurveyResponse, staff: dict[int, str]) -> str:
@@ -486,28 +577,50 @@ def patient_record(
 ) -> PatientRecord:
     """Everything the patient page shows but its messages, in a fixed number of queries."""
     zone = patient.time_zone
-    enrollments = session.scalars(
-        select(Enrollment)
-        .where(Enrollment.patient_id == patient.id)
-        .options(
-            joinedload(Enrollment.protocol),
-            selectinload(Enrollment.sessions),
-            selectinload(Enrollment.assessments).joinedload(Assessment.timepoint),
+    enrollments = (
+        session.scalars(
+            select(Enrollment)
+            .where(Enrollment.patient_id == patient.id)
+            .options(
+                joinedload(Enrollment.protocol),
+                joinedload(Enrollment.sessions),  # five a course: joined, not a statement more
+                selectinload(Enrollment.assessments).joinedload(Assessment.timepoint),
+            )
+            .order_by(Enrollment.anchor_on.desc(), Enrollment.id.desc())
         )
-        .order_by(Enrollment.anchor_on.desc(), Enrollment.id.desc())
-    ).all()
+        .unique()
+        .all()
+    )
+    # The patient's courses as their relationship orders them, so that the page's other readers
+    # of patient.enrollments (the open questionnaire) need no statement of their own.
+    set_committed_value(
+        patient, "enrollments", sorted(enrollments, key=lambda e: (e.anchor_on, e.id))
+    )
     courses = [_course(e, zone, now) for e in enrollments]
-    scores = session.scalars(
-        select(Score).where(Score.patient_id == patient.id).order_by(Score.observed_at, Score.id)
-    ).all()
-    responses = session.scalars(
-        select(SurveyResponse)
-        .join(Assessment, SurveyResponse.assessment_id == Assessment.id)
-        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
-        .where(Enrollment.patient_id == patient.id)
-        .options(joinedload(SurveyResponse.instrument), selectinload(SurveyResponse.answer_rows))
-        .order_by(SurveyResponse.id)
-    ).all()
+    assessments = {a.id: a for e in enrollments for a in e.assessments}
+    # Scores and responses belong to a course's questionnaires: none without them.
+    scores: Sequence[StoredScore] = []
+    responses: Sequence[SurveyResponse] = []
+    if assessments:
+        scores = session.execute(
+            select(*Score.__table__.c)
+            .where(Score.patient_id == patient.id)
+            .order_by(Score.observed_at, Score.id)
+        ).all()
+        responses = session.scalars(
+            select(SurveyResponse)
+            .where(SurveyResponse.assessment_id.in_(list(assessments)))
+            .options(joinedload(SurveyResponse.instrument))
+            .order_by(SurveyResponse.id)
+        ).all()
+    given: dict[int, dict[str, int | None]] = {r.id: {} for r in responses}
+    if responses:
+        for response_id, item_id, value in session.execute(
+            select(SurveyAnswer.response_id, SurveyAnswer.item_id, SurveyAnswer.value)
+            .where(SurveyAnswer.response_id.in_(list(given)))
+            .order_by(SurveyAnswer.response_id, SurveyAnswer.id)
+        ):
+            given[response_id][item_id] = value
     staff_ids = {r.entered_by_id for r in responses if r.entered_by_id is not None}
     staff = (
         dict(
@@ -527,9 +640,8 @@ def patient_record(
     ).all()
 
     definitions = {r.id: scoring_definition(registry, r.instrument) for r in responses}
-    assessments = {a.id: a for e in enrollments for a in e.assessments}
     labels = {a_id: a.timepoint.label for a_id, a in assessments.items()}
-    by_enrollment: dict[int, list[Score]] = {}
+    by_enrollment: dict[int, list[StoredScore]] = {}
     for score in scores:
         by_enrollment.setdefault(score.enrollment_id, []).append(score)
     by_id = {e.id: e for e in enrollments}
@@ -554,10 +666,11 @@ def patient_record(
         )
 
     course_of = {c.enrollment.id: c for c in courses}
-    scores_of: dict[int, list[Score]] = {}
+    scores_of: dict[int, list[StoredScore]] = {}
     for score in scores:
         scores_of.setdefault(score.response_id, []).append(score)
     grouped: dict[int, list[ResponseView]] = {}
+    table = AnswerRows()
     for response in responses:
         definition = definitions[response.id]
         grouped.setdefault(response.assessment_id, []).append(
@@ -565,8 +678,10 @@ def patient_record(
                 response=response,
                 title=definition.title,
                 entered_by=_entered_by(response, staff),
-                answers=_answers(definition, response),
                 scores=tuple(scores_of.get(response.id, ())),
+                rows=table.rows(definition, given[response.id]),
+                definition=definition,
+                given=given[response.id],
             )
         )
     answered = [
@@ -628,7 +743,7 @@ def signed(value: float | None, unit: str = "", digits: int = 1) -> str:
     return f"{sign}{text}" + (f" {unit}" if unit else "")
 
 
-def change_amount(score: Score, unit: str, threshold: ChangeThreshold | None) -> str:
+def change_amount(score: StoredScore, unit: str, threshold: ChangeThreshold | None) -> str:
     """How far from baseline, in words that carry the direction: "4.1 T worse",
     "35% better (2.3 points)"; "" without a comparison."""
     improvement = score.improvement
@@ -643,12 +758,47 @@ def change_amount(score: Score, unit: str, threshold: ChangeThreshold | None) ->
     return f"{amount} {word}"
 
 
+ARROWS = {"up": "\N{BLACK UP-POINTING TRIANGLE}", "down": "\N{BLACK DOWN-POINTING TRIANGLE}"}
+
+
+@functools.lru_cache(maxsize=64)  # a few classes, arrows and criteria
+def _change_html(value: str, direction: str, criterion: str) -> Markup:
+    shown = ""
+    if direction:
+        shown = (
+            f'<span class="arrow arrow-{direction}" aria-hidden="true">{ARROWS[direction]}</span> '
+        )
+    named = f' <span class="criterion">({escape(criterion)})</span>' if criterion else ""
+    kind = escape(value.replace(" ", "-"))
+    return Markup(  # noqa: S704 - every text escaped
+        f'<span class="change change-{kind}">{shown}{escape(value)}</span>{named}'
+    )
+
+
+NO_CHANGE_HTML = Markup('<span class="hint">\N{EM DASH}</span>')
+
+
+def change_html(value: str | None, improvement: float | None = None, criterion: str = "") -> Markup:
+    """A change class with its arrow (up is always better) and the criterion that gave it;
+    a dash for none. The patient list shows hundreds: written once per kind."""
+    if not value:
+        return NO_CHANGE_HTML
+    return _change_html(value, arrow(improvement), criterion or "")
+
+
+def score_text(value: float, unit: str) -> str:
+    """A score with its unit: "T 61.2", "7"."""
+    return f"{unit} {charts.format_value(value, unit)}" if unit else charts.format_value(value)
+
+
 def template_helpers() -> dict[str, Any]:
     """Functions the patient page templates call."""
     return {
         "band_text": band_text,
         "change_amount": change_amount,
+        "change_html": change_html,
         "threshold_text": threshold_text,
+        "score_text": score_text,
         "signed": signed,
         "format_value": charts.format_value,
         "domain_label": domain_label,

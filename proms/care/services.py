@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    exists,
+    func,
+    literal_column,
+    select,
+    tuple_,
+    union_all,
+)
+from sqlalchemy.orm import Session, aliased
 
-from proms.admin.models import Enrollment, EnrollmentStatus, Patient
+from proms.admin.models import Enrollment, EnrollmentStatus, Patient, ProtocolTimepoint
+from proms.auth.scoping import in_clinics
 from proms.outcomes.models import Alert, AlertStatus, Score
 from proms.scheduling.models import OPEN_STATUSES, OVERDUE_WITHIN, Assessment, AssessmentStatus
 from proms.scoring.change import Classification
@@ -142,20 +153,25 @@ FILTERS = {
 }
 
 
-# Filters whose total would need every visible patient's latest scores (seconds at 100,000
-# patients and 2,000,000 scores): their pages are not counted, only whether another follows.
-UNCOUNTED_FILTERS = frozenset({"worsened", "improved"})
+# The list's order: by name, then by id so that pages never overlap. The (clinic_id,
+# family_name, given_name, id) index of patient has it for one clinic.
+LIST_ORDER = (Patient.family_name, Patient.given_name, Patient.id)
 
 
 @dataclass(frozen=True, slots=True)
-class UncountedPage:
-    """A page of a list whose total is not counted: its rows, and whether a next page exists."""
+class PatientPage:
+    """One page of the patient list: its patients, whether a next page exists, and the total
+    number of patients when it was counted (None for a filtered list)."""
 
     items: list[Patient]
     page: int
     per_page: int
     has_next: bool
-    total: None = None
+    total: int | None = None
+
+    @property
+    def pages(self) -> int | None:
+        return None if self.total is None else max(1, -(-self.total // self.per_page))
 
     @property
     def first(self) -> int:
@@ -178,56 +194,119 @@ class UncountedPage:
         return self.page + 1
 
 
-def uncounted_page(
-    session: Session, query: Select[tuple[Patient]], page: int, per_page: int
-) -> UncountedPage:
-    """One page of `query` and whether there is a next one: one statement, no count."""
-    rows = list(session.scalars(query.limit(per_page + 1).offset((page - 1) * per_page)))
-    return UncountedPage(rows[:per_page], page, per_page, has_next=len(rows) > per_page)
-
-
-def patient_list(
-    visible: Select[tuple[Patient]],
+def patient_page(
+    session: Session,
+    clinic_ids: Sequence[int],
     *,
     search: str = "",
     filter_key: str = "",
     now: dt.datetime | None = None,
-) -> Select[tuple[Patient]]:
-    """The staff patient list: visible patients by name, filtered by a search and a filter.
+    page: int = 1,
+    per_page: int = 50,
+) -> PatientPage:
+    """One page of the staff patient list: the patients of `clinic_ids` by name, searched and
+    filtered (see `list_conditions`).
+
+    The page's ids come from the patient index alone (a deep page skips index entries, not
+    rows), then its patients by primary key: one statement. A filtered list is not counted
+    (its total would test every patient of the clinic, 50 ms and more at 70,000): its pages
+    say whether another follows, and its total is given only when its first page holds it
+    all. Other lists are counted from the index, and only when a next page exists (else the
+    total is known).
+    """
+    conditions = list_conditions(search=search, filter_key=filter_key, now=now)
+    offset = (page - 1) * per_page
+    ids = _page_ids(clinic_ids, conditions, offset, per_page + 1)
+    rows = list(session.scalars(select(Patient).where(Patient.id.in_(ids)).order_by(*LIST_ORDER)))
+    has_next = len(rows) > per_page
+    total = None
+    if filter_key:
+        if page == 1 and rows and not has_next:
+            total = len(rows)
+    elif has_next:
+        total = session.scalar(
+            select(func.count()).select_from(Patient).where(in_clinics(clinic_ids), *conditions)
+        )
+    else:
+        total = offset + len(rows)
+    return PatientPage(rows[:per_page], page, per_page, has_next=has_next, total=total)
+
+
+def _page_ids(
+    clinic_ids: Sequence[int], conditions: Sequence[ColumnElement[bool]], offset: int, limit: int
+) -> Select[tuple[int]]:
+    """The ids of one page of the list, in its order."""
+    if len(clinic_ids) <= 1:
+        return (
+            select(Patient.id)
+            .where(in_clinics(clinic_ids), *conditions)
+            .order_by(*LIST_ORDER)
+            .offset(offset)
+            .limit(limit)
+        )
+    # Several clinics: the first rows of each clinic by its index, merged; not every patient of
+    # every clinic sorted.
+    branches = [
+        select(
+            select(Patient.id, Patient.family_name, Patient.given_name)
+            .where(Patient.clinic_id == clinic_id, *conditions)
+            .order_by(*LIST_ORDER)
+            .limit(offset + limit)
+            .subquery()
+        )
+        for clinic_id in clinic_ids
+    ]
+    merged = union_all(*branches).subquery()
+    return (
+        select(merged.c.id)
+        .order_by(merged.c.family_name, merged.c.given_name, merged.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+
+
+def list_conditions(
+    *, search: str = "", filter_key: str = "", now: dt.datetime | None = None
+) -> list[ColumnElement[bool]]:
+    """The patient list's search and filter, as conditions on patient.
 
     A search is split into words (commas and spaces), and every word must begin a name or be
     part of the MRN: "Lopez, Alma", "alma lopez", "lop" and the MRN all find Alma Lopez.
     """
-    query = visible
+    conditions = []
     for word in search.replace(",", " ").lower().split():
         prefix = f"{_escape_like(word)}%"
         inner = f"%{_escape_like(word)}%"
-        query = query.where(
+        conditions.append(
             func.lower(Patient.family_name).like(prefix, escape="\\")
             | func.lower(Patient.given_name).like(prefix, escape="\\")
             | func.lower(Patient.family_name).like(f"% {_escape_like(word)}%", escape="\\")
             | func.lower(Patient.mrn).like(inner, escape="\\")
         )
     if filter_key:
-        query = query.where(_filter(filter_key, now or dt.datetime.now(dt.UTC)))
-    return query.order_by(Patient.family_name, Patient.given_name, Patient.id)
+        conditions.append(_filter(filter_key, now or dt.datetime.now(dt.UTC)))
+    return conditions
+
+
+def alert_is_open() -> ColumnElement[bool]:
+    """The alert is not resolved, written as the partial index of alert (patient_id) states it
+    (`status <> 'resolved'`, a literal): a bound parameter would not match that index."""
+    return Alert.status != literal_column("'resolved'")
 
 
 def _latest_in_domain(score: type[Score] | Score) -> ColumnElement[bool]:
     """No later score of the same patient, domain and scale: `score` is the latest there.
 
-    A correlated NOT EXISTS on the (patient_id, domain, observed_at) index of score.
+    A correlated NOT EXISTS on the (patient_id, scale, domain, observed_at, id) index of score:
+    the row comparison is a range of that index.
     """
     later = aliased(Score)
     return ~exists(
         select(later.id).where(
             later.patient_id == score.patient_id,
-            later.domain == score.domain,
             later.scale == score.scale,
-            or_(
-                later.observed_at > score.observed_at,
-                and_(later.observed_at == score.observed_at, later.id > score.id),
-            ),
+            later.domain == score.domain,
+            tuple_(later.observed_at, later.id) > tuple_(score.observed_at, score.id),
         )
     )
 
@@ -246,11 +325,7 @@ def _latest_change_is(value: str) -> ColumnElement[bool]:
 
 def _filter(key: str, now: dt.datetime) -> ColumnElement[bool]:
     if key == "alert":
-        return exists(
-            select(Alert.id).where(
-                Alert.patient_id == Patient.id, Alert.status.in_(OPEN_ALERT_STATUSES)
-            )
-        )
+        return exists(select(Alert.id).where(Alert.patient_id == Patient.id, alert_is_open()))
     if key in ("worsened", "improved"):
         return _latest_change_is(Classification(key).value)
     courses = select(Enrollment.id).where(Enrollment.patient_id == Patient.id)
@@ -258,40 +333,40 @@ def _filter(key: str, now: dt.datetime) -> ColumnElement[bool]:
         return courses.where(Enrollment.status == EnrollmentStatus.ACTIVE).exists()
     if key == "withdrawn":
         return courses.where(Enrollment.status == EnrollmentStatus.WITHDRAWN).exists()
-    open_now = (
-        select(Assessment.id)
-        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
-        .where(
-            Enrollment.patient_id == Patient.id,
-            Enrollment.status == EnrollmentStatus.ACTIVE,
-            Assessment.status.in_(OPEN_STATUSES),
-            Assessment.opens_at <= now,
-            Assessment.closes_at > now,
-        )
+    # The patient's active courses, then their windows: nested, so that each patient is looked
+    # up by the enrollment (patient_id) index and each course's windows by theirs, rather than
+    # every open window of the clinic read for each patient.
+    open_now = select(Assessment.id).where(
+        Assessment.enrollment_id == Enrollment.id,
+        Assessment.status.in_(OPEN_STATUSES),
+        Assessment.opens_at <= now,
+        Assessment.closes_at > now,
     )
-    if key == "open":
-        return open_now.exists()
     if key == "overdue":
-        return open_now.where(
+        open_now = open_now.where(
             Assessment.status == AssessmentStatus.SCHEDULED,
             Assessment.closes_at <= now + OVERDUE_WITHIN,
-        ).exists()
-    raise ValueError(f"unknown filter {key!r}")
+        )
+    elif key != "open":
+        raise ValueError(f"unknown filter {key!r}")
+    return courses.where(Enrollment.status == EnrollmentStatus.ACTIVE, open_now.exists()).exists()
 
 
 def patient_summaries(
     session: Session, patient_ids: Collection[int], now: dt.datetime
 ) -> dict[int, PatientSummary]:
     """Latest course, assessments open now, latest score per domain, open alerts and the next
-    questionnaire due, for a page of patients: five queries whatever the page holds."""
+    questionnaire due, for a page of patients: five queries whatever the page holds, each
+    reading the columns it shows (no ORM objects) through an index on patient_id."""
     if not patient_ids:
         return {}
-    open_counts = dict(
+    ids = list(patient_ids)
+    open_counts: dict[int, int] = dict(
         session.execute(
             select(Enrollment.patient_id, func.count(Assessment.id))
             .join(Assessment, Assessment.enrollment_id == Enrollment.id)
             .where(
-                Enrollment.patient_id.in_(patient_ids),
+                Enrollment.patient_id.in_(ids),
                 Assessment.status.in_(OPEN_STATUSES),
                 Assessment.opens_at <= now,
                 Assessment.closes_at > now,
@@ -299,23 +374,24 @@ def patient_summaries(
             .group_by(Enrollment.patient_id)
         ).all()
     )
-    latest = (
+    latest_course = (
         select(Enrollment.patient_id, Enrollment.anchor_on, Enrollment.status)
-        .where(Enrollment.patient_id.in_(patient_ids))
+        .where(Enrollment.patient_id.in_(ids))
         .order_by(Enrollment.patient_id, Enrollment.anchor_on, Enrollment.id)
     )
     courses = {
-        patient_id: (anchor, status) for patient_id, anchor, status in session.execute(latest)
+        patient_id: (anchor, status)
+        for patient_id, anchor, status in session.execute(latest_course)
     }
-    latest = _latest_scores(session, patient_ids)
-    alerts = dict(
+    latest = _latest_scores(session, ids)
+    alerts: dict[int, int] = dict(
         session.execute(
-            select(Alert.patient_id, func.count(Alert.id))
-            .where(Alert.patient_id.in_(patient_ids), Alert.status.in_(OPEN_ALERT_STATUSES))
+            select(Alert.patient_id, func.count())
+            .where(Alert.patient_id.in_(ids), alert_is_open())
             .group_by(Alert.patient_id)
         ).all()
     )
-    next_due = _next_due(session, patient_ids, now)
+    next_due = _next_due(session, ids, now)
     return {
         patient_id: PatientSummary(
             course_started_on=courses.get(patient_id, (None, None))[0],
@@ -325,21 +401,43 @@ def patient_summaries(
             open_alerts=alerts.get(patient_id, 0),
             next_due=next_due.get(patient_id),
         )
-        for patient_id in patient_ids
+        for patient_id in ids
     }
 
 
-def _latest_scores(session: Session, patient_ids: Collection[int]) -> dict[int, list[LatestScore]]:
-    """Each patient's latest score per domain, in the domains' reading order."""
-    rows = session.scalars(
-        select(Score).where(
-            Score.patient_id.in_(patient_ids),
-            Score.scale == TREND_SCALE,
-            _latest_in_domain(Score),
+def _latest_scores(session: Session, patient_ids: list[int]) -> dict[int, list[LatestScore]]:
+    """Each patient's latest score per domain, in the domains' reading order.
+
+    Numbered newest first within each patient and domain (a window over the patients' scores,
+    read by the (patient_id, scale, domain, observed_at, id) index in its order), the first of
+    each kept.
+    """
+    newest_first = (
+        func.row_number()
+        .over(
+            partition_by=(Score.patient_id, Score.domain),
+            order_by=(Score.observed_at.desc(), Score.id.desc()),
         )
+        .label("n")
+    )
+    numbered = (
+        select(
+            Score.patient_id,
+            Score.domain,
+            Score.instrument_code,
+            Score.t_score,
+            Score.raw_score,
+            Score.improvement,
+            Score.change_by_individual,
+            Score.change_by_threshold,
+            Score.timepoint_key,
+            newest_first,
+        )
+        .where(Score.patient_id.in_(patient_ids), Score.scale == TREND_SCALE)
+        .subquery()
     )
     found: dict[int, list[LatestScore]] = {}
-    for row in rows:
+    for row in session.execute(select(numbered).where(numbered.c.n == 1)):
         change, criterion = shown_change(row.change_by_individual, row.change_by_threshold)
         value = row.t_score if row.t_score is not None else row.raw_score
         if value is None:
@@ -361,35 +459,41 @@ def _latest_scores(session: Session, patient_ids: Collection[int]) -> dict[int, 
     return found
 
 
-def _next_due(
-    session: Session, patient_ids: Collection[int], now: dt.datetime
-) -> dict[int, NextDue]:
+def _next_due(session: Session, patient_ids: list[int], now: dt.datetime) -> dict[int, NextDue]:
     """The first questionnaire of an active course that can still be answered, per patient."""
     rows = session.execute(
-        select(Enrollment.patient_id, Assessment)
+        select(
+            Enrollment.patient_id,
+            ProtocolTimepoint.label,
+            Assessment.status,
+            Assessment.opens_at,
+            Assessment.due_at,
+            Assessment.closes_at,
+        )
         .join(Assessment, Assessment.enrollment_id == Enrollment.id)
+        .join(ProtocolTimepoint, Assessment.timepoint_id == ProtocolTimepoint.id)
         .where(
             Enrollment.patient_id.in_(patient_ids),
             Enrollment.status == EnrollmentStatus.ACTIVE,
             Assessment.status.in_(OPEN_STATUSES),
             Assessment.closes_at > now,
         )
-        .options(joinedload(Assessment.timepoint))
         .order_by(Enrollment.patient_id, Assessment.due_at, Assessment.id)
-    ).all()
+    )
     found: dict[int, NextDue] = {}
-    for patient_id, assessment in rows:
+    for patient_id, label, status, opens_at, due_at, closes_at in rows:
         if patient_id in found:
             continue
+        is_open = opens_at <= now < closes_at  # open statuses only, by the query
         found[patient_id] = NextDue(
-            label=assessment.timepoint.label,
-            opens_at=assessment.opens_at,
-            due_at=assessment.due_at,
-            closes_at=assessment.closes_at,
-            is_open=assessment.is_open(now),
-            is_overdue=assessment.is_open(now)
-            and assessment.status is AssessmentStatus.SCHEDULED
-            and assessment.closes_at <= now + OVERDUE_WITHIN,
+            label=label,
+            opens_at=opens_at,
+            due_at=due_at,
+            closes_at=closes_at,
+            is_open=is_open,
+            is_overdue=is_open
+            and status is AssessmentStatus.SCHEDULED
+            and closes_at <= now + OVERDUE_WITHIN,
         )
     return found
 

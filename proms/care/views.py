@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import segno
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
@@ -14,7 +12,7 @@ from proms.admin.models import Patient
 from proms.auth import roles
 from proms.auth.audit import audit_change, audit_patient_view, request_info
 from proms.auth.roles import ANY_STAFF, CARE_TEAM, COORDINATION, requires
-from proms.auth.scoping import visible_patients
+from proms.auth.scoping import visible_clinic_ids
 from proms.auth.services import record_event
 from proms.care import patient_page, services
 from proms.care.forms import LinkForm, NoteForm, PatientPageForm, PatientSearchForm
@@ -47,22 +45,18 @@ def patients() -> ResponseReturnValue:
         search, page_number = "", page_form.page.data or 1
         filter_key = page_form.filter.data or ""
 
-    listed = services.patient_list(
-        visible_patients(current_user, CARE_TEAM),
+    clinic_ids = visible_clinic_ids(current_user, CARE_TEAM)
+    page = services.patient_page(
+        db.session,
+        clinic_ids,
         search=search,
         filter_key=filter_key,
         now=utcnow(),
+        page=page_number,
+        per_page=current_app.config["PATIENTS_PER_PAGE"],
     )
-    per_page = current_app.config["PATIENTS_PER_PAGE"]
-    page: Any
-    if filter_key in services.UNCOUNTED_FILTERS:
-        page = services.uncounted_page(db.session, listed, page_number, per_page)
-        if page_number > 1 and not page.items:
-            abort(404)
-    else:
-        page = db.paginate(listed, page=page_number, per_page=per_page, error_out=False)
-        if page_number > max(page.pages, 1):
-            abort(404)  # past the last page: not an empty list that looks like "no patients"
+    if page_number > 1 and not page.items:
+        abort(404)  # past the last page: not an empty list that looks like "no patients"
     shown = [row.id for row in page.items]
     record_event(
         db.session,
@@ -86,7 +80,7 @@ def patients() -> ResponseReturnValue:
         filters=services.FILTERS,
         summaries=summaries,
         can_enroll=any(m.role in COORDINATION for m in current_user.memberships),
-        show_clinic=len({m.clinic_id for m in current_user.memberships if m.role in CARE_TEAM}) > 1,
+        show_clinic=len(clinic_ids) > 1,
         **patient_page.template_helpers(),
     )
     db.session.commit()

@@ -6,7 +6,15 @@ import datetime as dt
 import enum
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from proms.db import db, enum_type, utcnow
@@ -88,23 +96,30 @@ class Score(db.Model):
         UniqueConstraint("response_id", "scale"),
         CheckConstraint("standard_error IS NULL OR standard_error > 0", name="se_positive"),
         CheckConstraint("n_answered >= 0", name="n_answered_not_negative"),
-        # A patient's trend in one domain.
-        Index(None, "patient_id", "domain", "observed_at"),
-        # Cohort reports: one domain at one time point.
-        Index(None, "domain", "timepoint_key"),
-        # The cohort report's aggregate, an index-only pass on PostgreSQL (proms/care/cohort.py).
+        # A patient's scores; the latest per scale and domain (the patient list and its
+        # worsened/improved filters, index-only on PostgreSQL).
         Index(
             None,
+            "patient_id",
             "scale",
-            "enrollment_id",
-            postgresql_include=[
-                "timepoint_key",
-                "instrument_code",
-                "instrument_version",
-                "change_by_threshold",
-                "change_by_individual",
-                "improvement",
-            ],
+            "domain",
+            "observed_at",
+            "id",
+            postgresql_include=["change_by_individual", "change_by_threshold"],
+        ),
+        # Cohort reports: one domain at one time point.
+        Index(None, "domain", "timepoint_key"),
+        # The cohort report's aggregate (proms/care/cohort.py): its groups in order, and every
+        # column it reads, so the scores are counted as they come, index-only on PostgreSQL.
+        Index(
+            "ix_score_report_groups",
+            "scale",
+            "timepoint_key",
+            "instrument_code",
+            "instrument_version",
+            "change_by_threshold",
+            "change_by_individual",
+            postgresql_include=["enrollment_id", "improvement"],
         ),
     )
 
@@ -171,6 +186,14 @@ class Alert(db.Model):
         # The alerts inbox: a clinic's alerts by status, oldest first.
         Index(None, "clinic_id", "status", "created_at"),
         Index(None, "patient_id", "created_at"),
+        # Patients with an open alert (the patient list's filter and counts): the unresolved
+        # few. Queries repeat the predicate as written (proms.care.services.alert_is_open).
+        Index(
+            "ix_alert_patient_id_open",
+            "patient_id",
+            postgresql_where=text("status <> 'resolved'"),
+            sqlite_where=text("status <> 'resolved'"),
+        ),
     )
 
     @property
