@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import DateTime, Dialect, Enum, MetaData, event
+from sqlalchemy import DateTime, Dialect, Enum, MetaData, event, make_url
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlalchemy.types import TypeDecorator
@@ -146,8 +146,16 @@ def init_app(app: Flask) -> None:
     options.setdefault("pool_pre_ping", True)
     # Errors and echo never print bound parameters: they hold answers, scores and names.
     options["hide_parameters"] = True
-    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
-        options.setdefault("connect_args", {"connect_timeout": 3})
+    uri = app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("postgresql"):
+        connect_args = dict(options.get("connect_args", {"connect_timeout": 3}))
+        # No JIT compilation: the app's statements are short, and the few large ones (the
+        # cohort report's aggregates) spent more compiling than JIT saved them (docs/reports.md).
+        # Kept with the server options the URL gives (the tests' search_path).
+        found = make_url(uri).query.get("options", ())
+        given = [found] if isinstance(found, str) else list(found)
+        connect_args.setdefault("options", " ".join([*given, "-c jit=off"]))
+        options["connect_args"] = connect_args
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     import proms.models  # noqa: F401 - registers every table on the metadata
 

@@ -307,4 +307,7 @@ class TreatmentSession(db.Model):
         CheckConstraint(
             "(status = 'done') = (performed_at IS NOT NULL)", name="done_has_timestamp"
         ),
+        # The cohort report: each course's days, given or missed, and the side effects noted,
+        # read index-only on PostgreSQL.
+        Index(None, "enrollment_id", postgresql_include=["status", "side_effects"]),
     )

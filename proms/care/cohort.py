@@ -8,8 +8,11 @@ message funnel by channel and language. docs/reports.md defines every figure.
 
 Everything is counted in the database: a fixed number of aggregate queries (GROUP BY), whatever
 the number of patients, courses or scores (`cohort_report` runs eleven: the protocol with its
-time points and clinics, the unscored questionnaires' snapshots, then seven aggregates). The
-pure statistics are in proms.scoring.cohort. Reads only: nothing is flushed.
+time points and clinics, the unscored questionnaires' snapshots, then seven aggregates). Each
+large table is read once, from an index in the order its aggregate needs and with the columns it
+reads; when every course in the database is the report's, no row is checked against the courses
+(`_Scope.whole`), else the rows are found from the report's courses. The pure statistics are in
+proms.scoring.cohort. Reads only: nothing is flushed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sqlalchemy import ColumnElement, Text, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, exists, func, or_, select, true
 from sqlalchemy.orm import Session, selectinload
 
 from proms.admin.models import (
@@ -295,7 +298,8 @@ def cohort_report(
     timepoints = _Timepoints(protocols)
     definitions = _Definitions(session, registry)
 
-    patients, courses, returned = _courses_and_returns(session, scope)
+    patients, courses, returned, whole = _courses_and_returns(session, scope)
+    scope.whole = whole  # if so, the later aggregates check no row's course
     completion, staff_side_effects = _completion(session, scope, now.date(), confidence)
     return CohortReport(
         protocol_slug=protocol_slug,
@@ -326,6 +330,11 @@ class _Scope:
         self.protocol_ids = [p.id for p in protocols]
         self.start_on = start_on
         self.end_on = end_on
+        # Whether every course in the database is one of the report's (every clinic's courses
+        # of a network's one protocol, no dates): the large tables are then read whole, in
+        # their indexes' order and in parallel, and no row is checked against the courses.
+        # Known from the first aggregate (`_courses_and_returns`).
+        self.whole = False
 
     def courses(self, enrollment: Any = Enrollment) -> list[ColumnElement[bool]]:
         conditions: list[ColumnElement[bool]] = [enrollment.protocol_id.in_(self.protocol_ids)]
@@ -335,14 +344,33 @@ class _Scope:
             conditions.append(enrollment.anchor_on <= self.end_on)
         return conditions
 
-    def course_ids(self) -> Any:
-        """The ids of the report's courses, as a subquery for `column.in_(...)` (a semi-join:
-        the big tables are filtered by it, never joined row by row to enrollments)."""
-        return select(Enrollment.id).where(*self.courses()).scalar_subquery()
-
     def includes(self) -> ColumnElement[bool]:
         """Whether an enrollment row is one of the report's courses."""
         return and_(*self.courses())
+
+    def covers(self, enrollment_id: Any) -> ColumnElement[bool]:
+        """Whether a row of a large table (by its `enrollment_id`) is of one of the report's
+        courses: nothing to check when the report is `whole`, else a semi-join to the courses
+        (PostgreSQL starts from them when they are few)."""
+        if self.whole:
+            return true()
+        return enrollment_id.in_(select(Enrollment.id).where(*self.courses()))
+
+    def outside(self) -> Any:
+        """The ids of the courses outside the report, each part read by index: the courses of
+        every other protocol, then this protocol's courses before or after the dates."""
+        others = select(Protocol.id).where(Protocol.id.not_in(self.protocol_ids))
+        found = select(Enrollment.id).where(Enrollment.protocol_id.in_(others))
+        dates = []
+        if self.start_on is not None:
+            dates.append(Enrollment.anchor_on < self.start_on)
+        if self.end_on is not None:
+            dates.append(Enrollment.anchor_on > self.end_on)
+        if not dates:
+            return found
+        return found.union_all(
+            select(Enrollment.id).where(Enrollment.protocol_id.in_(self.protocol_ids), or_(*dates))
+        )
 
 
 class _Timepoints:
@@ -442,7 +470,7 @@ def _measures(
         session.execute(
             select(Assessment.timepoint_id, func.count())
             .where(
-                Assessment.enrollment_id.in_(scope.course_ids()),
+                scope.covers(Assessment.enrollment_id),
                 Assessment.status != AssessmentStatus.CANCELLED,
                 or_(Assessment.status == AssessmentStatus.COMPLETED, Assessment.closes_at <= now),
             )
@@ -459,25 +487,32 @@ def _measures(
         for scale in _primary_scales(definitions.get(code, version) if version else None)
     }
     # Grouped by both classifications as well: a handful of groups per row, and three plain
-    # aggregates per score rather than a conditional sum per class and criterion.
-    keys = (Score.timepoint_key, Score.instrument_code, Score.instrument_version, Score.scale)
+    # aggregates per score rather than a conditional sum per class and criterion. The groups
+    # are in the order of ix_score_report_groups, which holds every column read: the scores
+    # arrive grouped, and are counted as they come (in parallel on PostgreSQL).
+    keys = (
+        Score.scale,
+        Score.timepoint_key,
+        Score.instrument_code,
+        Score.instrument_version,
+        Score.change_by_threshold,
+        Score.change_by_individual,
+    )
     scored = session.execute(
         select(
             *keys,
-            Score.change_by_threshold,
-            Score.change_by_individual,
             func.count(),
             func.count(Score.improvement),
             func.sum(Score.improvement),
             func.sum(Score.improvement * Score.improvement),
         )
-        .where(Score.scale.in_(sorted(scales)), Score.enrollment_id.in_(scope.course_ids()))
-        .group_by(*keys, Score.change_by_threshold, Score.change_by_individual)
+        .where(Score.scale.in_(sorted(scales)), scope.covers(Score.enrollment_id))
+        .group_by(*keys)
     ).all()
 
     # (time point key, code, version, scale) -> counts
     counts: dict[tuple[str, str, str, str], _Counts] = {}
-    for key, code, version, scale, by_threshold, by_individual, *sums in scored:
+    for scale, key, code, version, by_threshold, by_individual, *sums in scored:
         if scale not in _primary_scales(definitions.get(code, version)):
             continue  # this instrument has no threshold for a scale of that name
         found = counts.setdefault((key, code, version, scale), _Counts())
@@ -598,11 +633,13 @@ class _Counts:
 # Courses: completion, returns, side effects --------------------------------------------------
 
 
-def _courses_and_returns(session: Session, scope: _Scope) -> tuple[int, int, int]:
-    """(patients, courses, patients with a later course than their first one here).
+def _courses_and_returns(session: Session, scope: _Scope) -> tuple[int, int, int, bool]:
+    """(patients, courses, patients with a later course than their first one here, whether
+    every course in the database is one of the report's).
 
     One pass over the enrollments of the patients who have a course in the report: the first
-    of their courses here, and their last course that was not withdrawn (any protocol).
+    of their courses here, and their last course that was not withdrawn (any protocol). The
+    same statement looks for a course outside the report (by index: it stops at the first).
     """
     inside = scope.includes()
     per_patient = (
@@ -621,14 +658,15 @@ def _courses_and_returns(session: Session, scope: _Scope) -> tuple[int, int, int
         .group_by(Enrollment.patient_id)
         .subquery()
     )
-    patients, courses, returned = session.execute(
+    patients, courses, returned, outside = session.execute(
         select(
             func.count(),
             func.sum(per_patient.c.courses),
             _count_if(per_patient.c.last_on > per_patient.c.first_on),
+            exists(scope.outside()),
         )
     ).one()
-    return int(patients), int(courses or 0), int(returned or 0)
+    return int(patients), int(courses or 0), int(returned or 0), not outside
 
 
 def _completion(
@@ -642,43 +680,43 @@ def _completion(
     day), of the courses with at least one infusion given.
     """
     given = TreatmentSession.status == SessionStatus.DONE
-    noted = cast(TreatmentSession.side_effects, Text)
+    noted = cast(TreatmentSession.side_effects, Text)  # JSON text: '["nausea", "headache"]'
+    # One row per course of the report, with its infusion days (none: still a row), read in
+    # course order: the courses by primary key, their days (status and side effects) from
+    # ix_treatment_session_enrollment_id.
     per_course = (
         select(
-            TreatmentSession.enrollment_id.label("enrollment_id"),
+            Enrollment.anchor_on.label("anchor_on"),
             _count_if(given).label("done"),
             _count_if(
                 TreatmentSession.status.in_([SessionStatus.DONE, SessionStatus.MISSED])
             ).label("recorded"),
-            # A list of keys stored as JSON text: '["nausea", "headache"]'.
-            *(
-                func.max(
-                    case((and_(given, noted.contains(f'"{key}"', autoescape=True)), 1), else_=0)
-                ).label(f"effect_{index}")
-                for index, key in enumerate(SIDE_EFFECTS)
-            ),
-        )
-        .where(TreatmentSession.enrollment_id.in_(scope.course_ids()))
-        .group_by(TreatmentSession.enrollment_id)
-        .subquery()
-    )
-    done = func.coalesce(per_course.c.done, 0)
-    recorded = func.coalesce(per_course.c.recorded, 0)
-    # The last infusion day is anchor + COURSE_DAYS - 1; it has passed when it is before today.
-    over = Enrollment.anchor_on <= today - dt.timedelta(days=COURSE_DAYS)
-    judged = and_(recorded > 0, or_(over, recorded >= COURSE_DAYS))
-    completed, n, not_over, none_recorded, treated, *effects = session.execute(
-        select(
-            _count_if(and_(judged, done >= COURSE_DAYS)),
-            _count_if(judged),
-            _count_if(and_(~judged, ~over)),
-            _count_if(and_(recorded == 0, over)),
-            _count_if(done > 0),
-            *(func.sum(per_course.c[f"effect_{i}"]) for i in range(len(SIDE_EFFECTS))),
+            # The side effects noted on the course's days given, as one text: most days note
+            # none, so each course's text is searched once per effect, not each of its days.
+            func.aggregate_strings(case((and_(given, noted != "[]"), noted)), " ").label("noted"),
         )
         .select_from(Enrollment)
-        .outerjoin(per_course, per_course.c.enrollment_id == Enrollment.id)
+        .outerjoin(TreatmentSession, TreatmentSession.enrollment_id == Enrollment.id)
         .where(*scope.courses())
+        .group_by(Enrollment.id)
+        .subquery()
+    )
+    course = per_course.c
+    # The last infusion day is anchor + COURSE_DAYS - 1; it has passed when it is before today.
+    over = course.anchor_on <= today - dt.timedelta(days=COURSE_DAYS)
+    judged = and_(course.recorded > 0, or_(over, course.recorded >= COURSE_DAYS))
+    completed, n, not_over, none_recorded, treated, *effects = session.execute(
+        select(
+            _count_if(and_(judged, course.done >= COURSE_DAYS)),
+            _count_if(judged),
+            _count_if(and_(~judged, ~over)),
+            _count_if(and_(course.recorded == 0, over)),
+            _count_if(course.done > 0),
+            *(
+                _count_if(course.noted.contains(f'"{key}"', autoescape=True))
+                for key in SIDE_EFFECTS
+            ),
+        )
     ).one()
     treated = int(treated or 0)
     staff = sorted(
@@ -714,44 +752,65 @@ def _checklists(
     if not codes:
         return ()
     # The snapshots of those questionnaires, by id: a plain list lets the planner see how few
-    # responses it will read, and start from them.
-    instrument_ids = list(session.scalars(select(Instrument.id).where(Instrument.code.in_(codes))))
-    submitted = [
-        SurveyResponse.instrument_id.in_(instrument_ids),
-        SurveyResponse.status == ResponseStatus.SUBMITTED,
-        Assessment.enrollment_id.in_(scope.course_ids()),
-    ]
-    keys = (Assessment.timepoint_id, Instrument.code, Instrument.version)
-    responses = session.execute(
-        select(*keys, func.count())
-        .select_from(SurveyResponse)
-        .join(Instrument, SurveyResponse.instrument_id == Instrument.id)
+    # responses it will read, and start from them (not from the answers of every questionnaire).
+    snapshots = {
+        id_: (code, version)
+        for id_, code, version in session.execute(
+            select(Instrument.id, Instrument.code, Instrument.version).where(
+                Instrument.code.in_(codes)
+            )
+        )
+    }
+    # The responses submitted to them, each with its time point: from the responses' index.
+    submitted = (
+        select(
+            SurveyResponse.id.label("id"),
+            Assessment.timepoint_id.label("timepoint_id"),
+            SurveyResponse.instrument_id.label("instrument_id"),
+        )
         .join(Assessment, SurveyResponse.assessment_id == Assessment.id)
-        .where(*submitted)
-        .group_by(*keys)
-    ).all()
+        .where(
+            SurveyResponse.instrument_id.in_(list(snapshots)),
+            SurveyResponse.status == ResponseStatus.SUBMITTED,
+            scope.covers(Assessment.enrollment_id),
+        )
+    )
+    counted_responses = submitted.subquery()
+    keys = (counted_responses.c.timepoint_id, counted_responses.c.instrument_id)
+    responses = session.execute(select(*keys, func.count()).group_by(*keys)).all()
+    # Their answers, by item: the checklist's items lie side by side in
+    # ix_survey_answer_item_id_response_id (the answers to every other questionnaire are never
+    # read), matched to the responses by a hash of them. OFFSET 0 keeps the responses a
+    # subquery of their own: PostgreSQL, which cannot tell that these items are this
+    # questionnaire's only, would otherwise look up a response's time point once per answer.
+    items = {
+        item.id
+        for code, version in snapshots.values()
+        if (definition := definitions.get(code, version)) is not None
+        for item in definition.items
+    }
+    answered = submitted.offset(0).subquery()
+    keys = (answered.c.timepoint_id, answered.c.instrument_id)
     answers = session.execute(
         select(*keys, SurveyAnswer.item_id, SurveyAnswer.value, func.count())
         .select_from(SurveyAnswer)
-        .join(SurveyResponse, SurveyAnswer.response_id == SurveyResponse.id)
-        .join(Instrument, SurveyResponse.instrument_id == Instrument.id)
-        .join(Assessment, SurveyResponse.assessment_id == Assessment.id)
-        .where(*submitted, SurveyAnswer.value.is_not(None))
+        .join(answered, SurveyAnswer.response_id == answered.c.id)
+        .where(SurveyAnswer.item_id.in_(sorted(items)), SurveyAnswer.value.is_not(None))
         .group_by(*keys, SurveyAnswer.item_id, SurveyAnswer.value)
     ).all()
 
-    def group(timepoint_id: int, code: str, version: str) -> tuple[str, str, str]:
+    def group(timepoint_id: int, instrument_id: int) -> tuple[str, str, str]:
         timepoint = timepoints.by_id.get(timepoint_id)
-        return (timepoint.key if timepoint else str(timepoint_id), code, version)
+        return (timepoint.key if timepoint else str(timepoint_id), *snapshots[instrument_id])
 
     totals: dict[tuple[str, str, str], int] = defaultdict(int)
-    for timepoint_id, code, version, n in responses:
-        totals[group(timepoint_id, code, version)] += n
+    for timepoint_id, instrument_id, n in responses:
+        totals[group(timepoint_id, instrument_id)] += n
     counted: dict[tuple[str, str, str], dict[tuple[str, int], int]] = defaultdict(
         lambda: defaultdict(int)
     )
-    for timepoint_id, code, version, item_id, value, n in answers:
-        counted[group(timepoint_id, code, version)][(item_id, value)] += n
+    for timepoint_id, instrument_id, item_id, value, n in answers:
+        counted[group(timepoint_id, instrument_id)][(item_id, value)] += n
 
     result = []
     for (key, code, version), n in sorted(
@@ -803,12 +862,20 @@ def _funnel(session: Session, scope: _Scope) -> tuple[FunnelRow, ...]:
         .where(AccessToken.notification_id.is_not(None), AccessToken.last_used_at.is_not(None))
         .scalar_subquery()
     )
-    # One row per time point messaged, channel and language (how far that time point got),
-    # then the count of each: two plain aggregations, each done once (in parallel on PostgreSQL).
-    per_assessment = (
+    sent = [Notification.status == NotificationStatus.SENT]
+    if not scope.whole:  # only the messages of the report's courses, found from those courses
+        sent.append(
+            Notification.assessment_id.in_(
+                select(Assessment.id).where(scope.covers(Assessment.enrollment_id))
+            )
+        )
+    # First the messages of each time point and channel, in the order of the funnel's index
+    # (ix_notification_assessment_id_channel, read alone): a million messages become a
+    # few hundred thousand rows before anything is joined to them.
+    per_channel = (
         select(
+            Notification.assessment_id.label("assessment_id"),
             Notification.channel.label("channel"),
-            Patient.language.label("language"),
             func.max(case((Notification.delivery_status.is_not(None), 1), else_=0)).label(
                 "reported"
             ),
@@ -816,33 +883,40 @@ def _funnel(session: Session, scope: _Scope) -> tuple[FunnelRow, ...]:
                 "delivered"
             ),
             func.max(case((Notification.id.in_(used), 1), else_=0)).label("opened"),
-            func.max(case((Assessment.started_at.is_not(None), 1), else_=0)).label("started"),
-            func.max(case((Assessment.status == AssessmentStatus.COMPLETED, 1), else_=0)).label(
-                "completed"
-            ),
         )
-        .select_from(Notification)
-        .join(Assessment, Notification.assessment_id == Assessment.id)
-        .join(Enrollment, Assessment.enrollment_id == Enrollment.id)
-        .join(Patient, Enrollment.patient_id == Patient.id)
-        .where(*scope.courses(), Notification.status == NotificationStatus.SENT)
-        .group_by(Notification.assessment_id, Notification.channel, Patient.language)
+        .where(*sent)
+        .group_by(Notification.assessment_id, Notification.channel)
         .subquery()
     )
-    steps = per_assessment.c
+    # The report's courses with their patient's language. OFFSET 0 keeps this a subquery of
+    # its own (a small hash, built once): joined table by table instead, PostgreSQL would run
+    # the join in parallel workers that each count every message again.
+    courses = (
+        select(Enrollment.id.label("id"), Patient.language.label("language"))
+        .join(Patient, Enrollment.patient_id == Patient.id)
+        .where(*scope.courses())
+        .offset(0)
+        .subquery()
+    )
+    # Then each of those once: its time point (started, completed) and course (in the report,
+    # in which language).
+    messaged = per_channel.c
     rows = session.execute(
         select(
-            steps.channel,
-            steps.language,
+            messaged.channel,
+            courses.c.language,
             func.count(),
-            func.sum(steps.reported),
-            func.sum(steps.delivered),
-            func.sum(steps.opened),
-            func.sum(steps.started),
-            func.sum(steps.completed),
+            func.sum(messaged.reported),
+            func.sum(messaged.delivered),
+            func.sum(messaged.opened),
+            _count_if(Assessment.started_at.is_not(None)),
+            _count_if(Assessment.status == AssessmentStatus.COMPLETED),
         )
-        .group_by(steps.channel, steps.language)
-        .order_by(steps.channel, steps.language)
+        .select_from(per_channel)
+        .join(Assessment, Assessment.id == messaged.assessment_id)
+        .join(courses, courses.c.id == Assessment.enrollment_id)
+        .group_by(messaged.channel, courses.c.language)
+        .order_by(messaged.channel, courses.c.language)
     ).all()
     return tuple(
         FunnelRow(

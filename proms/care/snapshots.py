@@ -1,7 +1,7 @@
 """Cohort report snapshots: a computed report kept for a few minutes (COHORT_REPORT_MAX_AGE).
 
-Counting a cohort of 100,000 patients reads millions of scores and messages: a few seconds of
-database work, too long for a page to wait each time, and the figures of a cohort move slowly.
+Counting a cohort of 100,000 patients reads millions of scores and messages: more than a second
+of database work, too long for a page to wait each time, and the figures of a cohort move slowly.
 So the report pages keep what they computed, in the database (every web worker sees the same
 one), per clinic set, protocol and date range. Within its age a snapshot answers the page and
 its CSV download alike, so the two always agree; the page says when the figures were counted.

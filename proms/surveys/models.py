@@ -72,7 +72,12 @@ class SurveyAnswer(db.Model):
     value: Mapped[int | None]
     answered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("response_id", "item_id"),)
+    __table_args__ = (
+        UniqueConstraint("response_id", "item_id"),
+        # The cohort report: the answers to the side-effect checklist's items, side by side (not
+        # spread among every questionnaire's answers), read index-only on PostgreSQL.
+        Index(None, "item_id", "response_id", postgresql_include=["value"]),
+    )
 
 
 class SurveyResponse(db.Model):
@@ -109,8 +114,9 @@ class SurveyResponse(db.Model):
         CheckConstraint(
             "(status = 'submitted') = (submitted_at IS NOT NULL)", name="submitted_has_timestamp"
         ),
-        # The cohort report: the responses to one questionnaire (the side-effect checklist).
-        Index(None, "instrument_id", "status"),
+        # The cohort report: the responses to one questionnaire (the side-effect checklist), with
+        # their windows, read index-only on PostgreSQL.
+        Index(None, "instrument_id", "status", "assessment_id", postgresql_include=["id"]),
     )
 
     @property
