@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from proms.admin.models import Clinic, Patient
 from proms.auth.models import AuditEvent, Role, StaffUser
 from proms.auth.services import RequestInfo, grant, record_event
 from proms.db import db
-from tests.helpers import World
+from tests.helpers import World, counted_statements
 
 StaffClient = Callable[[StaffUser], FlaskClient]
 
@@ -290,20 +289,6 @@ def test_pages(world: World, staff_client: StaffClient) -> None:
     assert client.get("/audit?page=3").status_code == 404
 
 
-@contextmanager
-def _counted(app: Flask) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
-
-
 @pytest.mark.parametrize("query", ["", "?action=patient.&staff={staff}", "?patient={patient}"])
 def test_statements_do_not_grow_with_the_events(
     app: Flask, world: World, staff_client: StaffClient, query: str
@@ -315,7 +300,7 @@ def test_statements_do_not_grow_with_the_events(
     counts = []
     for events in (3, PER_PAGE):
         _many(world, events)
-        with _counted(app) as statements:
+        with counted_statements() as statements:
             response = client.get(url)
         assert response.status_code == 200
         assert MARKER_RE.findall(response.get_data(as_text=True))

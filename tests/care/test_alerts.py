@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from proms.auth.models import AuditEvent, Role, StaffUser
 from proms.db import db, utcnow
 from proms.outcomes.models import AlertKind, AlertStatus, AlertTier
 from tests.care.alerting import START, add_alert, course
-from tests.helpers import World, add_patient, csrf_token
+from tests.helpers import World, add_patient, counted_statements, csrf_token
 
 StaffClient = Callable[[StaffUser], FlaskClient]
 ACTION = re.compile(r'/alerts/(\d+)/resolve"')
@@ -198,20 +197,6 @@ def test_a_script_in_a_name_or_note_is_shown_as_text(world: World, clinician: Fl
     assert script not in page
 
 
-@contextmanager
-def counted() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
-
-
 def test_an_inbox_page_runs_as_many_statements_for_forty_alerts_as_for_two(
     world: World, clinician: FlaskClient
 ) -> None:
@@ -220,7 +205,7 @@ def test_an_inbox_page_runs_as_many_statements_for_forty_alerts_as_for_two(
 
     def statements() -> int:
         clinician.get("/alerts?status=all")  # warm: the session's user is loaded the same way
-        with counted() as seen:
+        with counted_statements() as seen:
             assert clinician.get("/alerts?status=all").status_code == 200
         return len(seen)
 

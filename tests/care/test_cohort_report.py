@@ -13,8 +13,6 @@ import datetime as dt
 import io
 import json
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -40,7 +38,7 @@ from proms.scoring.cohort import mean_interval, summarize, wilson_interval
 from proms.scoring.types import Method
 from proms.surveys import services as survey
 from proms.surveys.models import AccessToken
-from tests.helpers import World, add_patient
+from tests.helpers import World, add_patient, counted_statements
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 JAN, FEB, MAY = dt.date(2026, 1, 12), dt.date(2026, 2, 2), dt.date(2026, 5, 30)
@@ -571,27 +569,13 @@ def test_each_clinic_sees_its_own_courses(staff_client, world: World) -> None:
 # Statements ------------------------------------------------------------------------------------
 
 
-@contextmanager
-def counted() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    sa.event.listen(db.engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", count)
-
-
 def test_the_number_of_statements_does_not_grow_with_the_cohort(world: World) -> None:
     clinic_ids, slug = [world.clinic_a.id], world.protocol_a.slug
     registry = deployment_registry(db.session)
 
     def run() -> tuple[CohortReport, list[str]]:
         db.session.commit()
-        with counted() as statements:
+        with counted_statements() as statements:
             found = cohort_report(
                 db.session, registry, clinic_ids=clinic_ids, protocol_slug=slug, now=NOW
             )

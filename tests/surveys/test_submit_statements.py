@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-import sqlalchemy as sa
 from flask import Flask
 
 from proms.admin.models import Patient
@@ -22,24 +19,9 @@ from proms.catalog.services import deployment_registry
 from proms.db import db
 from proms.scheduling.models import Assessment
 from proms.surveys import services
-from tests.helpers import World, add_patient
+from tests.helpers import World, add_patient, counted_statements
 
 ALL_CODES = ("promis-pi-4a", "promis-pf-4a", "promis-sd-4a", "pass-20", "peg")
-
-
-@contextmanager
-def counted() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
 
 
 def _protocol_with(world: World, codes: tuple[str, ...], slug: str):  # type: ignore[no-untyped-def]
@@ -83,7 +65,7 @@ def _submit_statements(app: Flask, world: World, codes: tuple[str, ...], mrn: st
     assessment = db.session.get(Assessment, assessment_id)
     assert assessment is not None
     registry = deployment_registry(db.session)
-    with counted() as statements:
+    with counted_statements() as statements:
         result = services.submit(db.session, registry, assessment, now=now + dt.timedelta(hours=1))
     db.session.commit()
     assert not result.already_submitted
