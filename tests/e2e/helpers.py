@@ -204,6 +204,8 @@ class Visit:
     overflowing: list[str] = field(default_factory=list)
 
     def look(self, name: str) -> None:
+        # The caller waits for the page it expects; this only lets a load under way finish.
+        self.page.wait_for_load_state("load")
         if problem := sideways_overflow(self.page, self.width):
             self.overflowing.append(f"{name}: {problem}")
         check_axe(self.page, f"{self.prefix}-{name}-{self.label}")

@@ -62,6 +62,7 @@ def test_an_admin_edits_the_clinic_and_manages_a_coordinator(
 
     # Quiet hours and a contact phone.
     page.get_by_role("link", name="Edit the settings").click()
+    expect(visit.heading()).to_have_text("Edit the clinic's settings")
     visit.look("clinic-edit")
     page.get_by_label("Contact phone").fill("(216) 555-0199")
     page.get_by_label("No messages from").fill("22:00")
@@ -77,6 +78,7 @@ def test_an_admin_edits_the_clinic_and_manages_a_coordinator(
 
     # Invite a coordinator: the one-time link is shown once, on its own page.
     page.get_by_role("link", name="Invite a staff member").click()
+    expect(visit.heading()).to_contain_text("Invite a staff member to")
     visit.look("staff-invite")
     page.get_by_label("Email").fill(INVITED)
     page.get_by_label("Full name").fill("Nadia Okonkwo-Fairweather")
@@ -146,6 +148,7 @@ def test_a_coordinator_adds_a_time_point_and_moves_a_course(visit: Visit) -> Non
     visit.look("protocol")
 
     page.get_by_role("link", name="Edit", exact=True).click()
+    expect(page.get_by_role("button", name="Add a time point")).to_be_visible()
     visit.look("protocol-edit")
     page.get_by_role("button", name="Add a time point").click()
     added = page.locator("fieldset.timepoint").last
