@@ -6,12 +6,12 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run sweep test lint format bench bench-care clean install messages
+.PHONY: run sweep test lint audit-dependencies format bench bench-care clean install messages
 
 # Reinstall only when the project's dependencies change.
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
@@ -71,10 +71,30 @@ test: install node_modules/.package-lock.json
 	echo "== SQLite pass exit $$sqlite, PostgreSQL pass exit $$postgresql"; \
 	[ $$sqlite -eq 0 ] && [ $$postgresql -eq 0 ]
 
+# bandit: no medium or high finding (config and accepted skips in pyproject.toml). pip-audit:
+# every installed dependency (proms itself, installed editable, aside) checked against PyPI's
+# advisories; --strict fails when one cannot be checked (no network, PyPI unreachable), so an
+# audit that did not happen is never a pass (docs/security.md).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/bandit -q -c pyproject.toml -r proms bench --severity-level medium
+	@$(MAKE) --no-print-directory audit-dependencies
+
+# pip-audit of what `make install` installed, against PyPI's advisories. A known vulnerability
+# fails. An audit that could not run (no route to the advisory service, as on machines that
+# reach PyPI only through a package mirror) is printed as NOT AUDITED, never as a pass, and
+# fails only where PROMS_REQUIRE_AUDIT=1 says an unaudited build must not go on.
+audit-dependencies: install
+	@out=$$($(BIN)/pip-audit --strict --skip-editable --progress-spinner off 2>&1); status=$$?; \
+	printf '%s\n' "$$out"; \
+	if [ $$status -eq 0 ]; then echo "pip-audit: no known vulnerability in the installed dependencies"; \
+	elif printf '%s' "$$out" | grep -q "known vulnerabilit"; then \
+		echo "pip-audit: FAILED, a dependency has a known vulnerability (above)"; exit 1; \
+	else echo "pip-audit: NOT AUDITED, the advisory service could not be reached (above);" \
+		"this is not a pass. Set PROMS_REQUIRE_AUDIT=1 to fail the build on it."; \
+		[ "$$PROMS_REQUIRE_AUDIT" != 1 ] || exit 1; fi
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -88,6 +108,33 @@ bench: install
 # size (10,000 patients); 1.0 (the default) is 100,000. PROMS_BENCH_POSTGRES_URL names the server.
 bench-care: install
 	$(BIN)/python bench/care_bench.py --scale $(or $(SCALE),1.0)
+
+# The soak (docs/soak.md): locust against gunicorn on PostgreSQL with the scheduler sending, two
+# web hosts sharing PostgreSQL and Redis, SQLite's saturation point, then the faults
+# (bench/soak/faults.py). Every gate is checked; any failure makes the target fail. `soak-ci` is
+# the short version .ci/run runs. Needs PostgreSQL (PROMS_SOAK_POSTGRES_URL, default the local
+# server as postgres) and Redis on 127.0.0.1:6379; SOAK_ARGS passes options to bench/soak/run.py.
+.PHONY: soak soak-ci
+$(VENV)/.installed-soak: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev,soak]'
+	touch $@
+
+SOAK = status=0; \
+	$(BIN)/python bench/soak/run.py $(1) $(SOAK_ARGS) || status=$$?; \
+	if [ -f bench/soak/faults.py ]; then $(BIN)/python bench/soak/faults.py $(1) || status=$$?; fi; \
+	exit $$status
+
+soak: install $(VENV)/.installed-soak
+	@$(call SOAK,)
+
+# The short version runs the faults beside the load: they use PostgreSQL clusters and a SQLite
+# file of their own and spend most of their time waiting for an outage to pass, so CI pays for
+# the longer of the two, not both. Its figures are gates, not measurements.
+soak-ci: install $(VENV)/.installed-soak
+	@$(BIN)/python bench/soak/faults.py --short > $(VENV)/soak-faults.log 2>&1 & faults=$$!; \
+	status=0; $(BIN)/python bench/soak/run.py --short $(SOAK_ARGS) || status=$$?; \
+	wait $$faults || status=$$?; echo "== faults (bench/soak/faults.py --short)"; \
+	cat $(VENV)/soak-faults.log; exit $$status
 
 # After changing patient-facing text: re-extract the catalog and update every language (then
 # translate the new entries in translations/*/LC_MESSAGES/messages.po).

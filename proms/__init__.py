@@ -24,7 +24,7 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, serving: bool = 
     app = _configured_app(test_config, serving=serving)
     from proms import logs
 
-    logs.install()
+    logs.install(app)  # also the request ids and, by LOG_FORMAT, JSON logs
 
     from proms import (
         admin,
@@ -65,9 +65,12 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, serving: bool = 
     return app
 
 
-def check_serving_config() -> None:
-    """Refuse what `create_app()` would refuse, without building the app (gunicorn's master)."""
-    _configured_app(None, serving=True)
+def check_serving_config() -> Mapping[str, Any]:
+    """Refuse what `create_app()` would refuse, without building the app (gunicorn's master).
+
+    Returns the checked configuration, for the checks only the master can make (its workers).
+    """
+    return _configured_app(None, serving=True).config
 
 
 def _configured_app(test_config: Mapping[str, Any] | None, *, serving: bool) -> Flask:

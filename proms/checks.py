@@ -1,7 +1,9 @@
 """What production needs before proms uses a secret or a public address.
 
 Serving pages signs cookies with SECRET_KEY and shows links under PUBLIC_BASE_URL, so
-`create_app()` refuses to serve without both (`refuse_to_serve`); a command that makes a link
+`create_app()` refuses to serve without both, or in debug mode (`refuse_to_serve`); gunicorn's
+master also refuses in-memory rate limits for more than one worker (`rate_limit_storage_problem`,
+called from proms.gunicorn_conf). docs/security.md lists the refusals. A command that makes a link
 refuses without the address (`public_base_url`). Everything else, such as scoring a CSV, listing
 instruments or migrating the database, needs neither and works with no configuration at all.
 
@@ -62,15 +64,63 @@ def public_base_url_problem(config: Mapping[str, Any]) -> str | None:
     return None
 
 
+def debug_problem(config: Mapping[str, Any]) -> str | None:
+    """Why production must not serve in debug mode; None when it may.
+
+    Flask's debug mode (FLASK_DEBUG, `flask run --debug`, PROMS_DEBUG) shows tracebacks with the
+    code and local variables (a patient's answers) to whoever causes an error, and with the
+    Werkzeug debugger lets them run code.
+    """
+    if config["ENV"] != "production" or not config.get("DEBUG"):
+        return None
+    return (
+        "in production in debug mode (FLASK_DEBUG or DEBUG is on): unset FLASK_DEBUG and "
+        "PROMS_DEBUG, and do not use `flask run --debug` to serve patients"
+    )
+
+
+def audit_chain_key_problem(config: Mapping[str, Any]) -> str | None:
+    """Why production must not key the audit chain with this AUDIT_CHAIN_KEY (docs/audit.md)."""
+    if config["ENV"] != "production":
+        return None
+    # Imported here: proms.audit_chain loads the models, and `import proms` loads this module.
+    from proms.audit_chain import key_problem
+
+    return key_problem(config)
+
+
 def refuse_to_serve(config: Mapping[str, Any]) -> None:
     """ConfigurationError, saying every reason in one line, if this config must not serve."""
     problems = [
         problem
-        for problem in (secret_key_problem(config), public_base_url_problem(config))
+        for problem in (
+            secret_key_problem(config),
+            debug_problem(config),
+            public_base_url_problem(config),
+            audit_chain_key_problem(config),
+        )
         if problem
     ]
     if problems:
         raise ConfigurationError("Refusing to start " + "; and ".join(problems) + ".")
+
+
+def rate_limit_storage_problem(config: Mapping[str, Any], workers: int) -> str | None:
+    """Why production must not serve with these rate limits and this many worker processes.
+
+    Counters in memory:// belong to one process: with 4 workers a client gets 4 times every
+    limit (sign-in attempts, identity checks), and which worker answers is luck. Only gunicorn's
+    master knows how many workers it starts, so it asks (proms.gunicorn_conf). Several hosts
+    with one worker each cannot be seen from here: docs/security.md says to share a store.
+    """
+    storage = str(config.get("RATELIMIT_STORAGE_URI") or "memory://")
+    if config["ENV"] != "production" or workers <= 1 or not storage.startswith("memory://"):
+        return None
+    return (
+        f"in production with {workers} workers and in-memory rate limits "
+        f"(RATELIMIT_STORAGE_URI {storage!r}), which each worker would count on its own: set "
+        "PROMS_RATELIMIT_STORAGE_URI to a store they share, e.g. redis://127.0.0.1:6379"
+    )
 
 
 def public_base_url(config: Mapping[str, Any]) -> str:

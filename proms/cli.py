@@ -226,6 +226,22 @@ def _sentence(text: str) -> str:
 cli.add_command(shell_command)
 
 
+def _add_database_commands() -> None:
+    """`proms backup`, `proms restore`, `proms audit verify`: beside `proms db`, not among the
+    capabilities' commands, because they must run on a database that is not at this proms'
+    head (a backup is taken before `proms db upgrade`; a restore may bring an older schema).
+    A database without the audit chain's columns gets the usual one-line "run proms db
+    upgrade" from `invoke`."""
+    from proms import audit_chain, backup
+
+    cli.add_command(backup.backup_command)
+    cli.add_command(backup.restore_command)
+    cli.add_command(audit_chain.audit_group)
+
+
+_add_database_commands()
+
+
 def main() -> None:
     try:
         cli.main(prog_name="proms")

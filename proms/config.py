@@ -16,11 +16,27 @@ SECRET_KEY = "dev-only-insecure-secret-key"  # noqa: S105 - a known default, ref
 # characters. Keep it: a new key gives every patient a new pseudonym.
 EXPORT_PSEUDONYM_KEY = "dev-only-insecure-export-pseudonym-key"
 
+# The audit log's hash chain (proms/audit_chain.py, docs/audit.md): the HMAC key of each event's
+# link, kept out of the database so that whoever can edit the table cannot forge a link.
+# `proms audit verify` refuses this default or a key under 32 characters in production. Keep
+# it: events written with one key do not verify with another.
+AUDIT_CHAIN_KEY = "dev-only-insecure-audit-chain-key"
+
 # Empty means SQLite at <instance>/proms.sqlite3.
 DATABASE_URL = ""
 
 # Staff sessions.
 IDLE_TIMEOUT_MINUTES = 15
+# Staff sign-in records and two-step sign-in (proms/auth/sessions.py, proms/auth/mfa.py;
+# docs/staff-sign-in.md). A session ends SESSION_MAX_HOURS after sign-in however busy it is,
+# besides IDLE_TIMEOUT_MINUTES without a request. Its "last seen" is written at most every
+# SESSION_TOUCH_SECONDS (so page views do not each write: SQLite has one writer), which is
+# also how far the idle time may run over. A password accepted waits MFA_CODE_MINUTES for
+# its code. MFA_ISSUER names the account in the staff member's authenticator app.
+SESSION_MAX_HOURS = 12
+SESSION_TOUCH_SECONDS = 60
+MFA_CODE_MINUTES = 5
+MFA_ISSUER = "proms"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 # None means: Secure everywhere but development (plain-HTTP localhost).
@@ -60,6 +76,11 @@ PUBLIC_FORM_ENDPOINTS = ["auth.login", "auth.set_password"]
 # How many reverse proxies (nginx, a load balancer) stand in front of proms and set
 # X-Forwarded-For/-Proto/-Host. 0 trusts none of those headers: right when proms faces clients.
 PROXY_FIX_HOPS = 0
+
+# Logs (proms.logs): "json" (one object a line, for a log collector) or "text" (for a terminal).
+# Empty means json in production and text in development and tests. Either way links, tokens
+# and database values are redacted; docs/deployment.md#logs lists the fields.
+LOG_FORMAT = ""
 
 # Staff patient list page size.
 PATIENTS_PER_PAGE = 50

@@ -1,9 +1,11 @@
-"""Database plumbing: the declarative base, naming convention, UTC datetimes, SQLite pragmas."""
+"""Database plumbing: the declarative base, naming convention, UTC datetimes, SQLite pragmas,
+and what a database failure means for the person waiting (`trouble_status`)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import sqlite3
 from contextvars import ContextVar
 from typing import Any
@@ -11,6 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import DateTime, Dialect, Enum, MetaData, event, make_url
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, registry
 from sqlalchemy.types import TypeDecorator
@@ -140,9 +143,57 @@ def _no_values_in_errors(context: ExceptionContext) -> None:
         context.sqlalchemy_exception.args = (f"({kind}) {terse}",)
 
 
+# What a failed statement means for the person waiting (proms.errors answers with the status):
+# 503 "try again in a moment" while the database cannot be reached, is restarting or is busy,
+# 507 while its storage is full (nothing more can be saved until space is freed). Anything else
+# is a bug and stays a 500. docs/soak.md tells how each was produced against real processes.
+UNAVAILABLE = 503
+STORAGE_FULL = 507
+
+# SQLite primary result codes (the low byte of the extended code Python 3.11 gives).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_CANTOPEN = 5, 6, 13, 14
+# PostgreSQL SQLSTATEs: disk full; out of memory and too many connections; the server shutting
+# down (an administrator's restart, a crash) or still starting up. Class 08 is any lost or
+# refused connection.
+_PG_DISK_FULL = "53100"
+_PG_UNAVAILABLE = frozenset({"53200", "53300", "57P01", "57P02", "57P03"})
+
+
+def trouble_status(error: BaseException) -> int | None:
+    """503 or 507 when `error` says the database is unavailable or full; None otherwise."""
+    if isinstance(error, sa_exc.TimeoutError):  # every pooled connection busy for too long
+        return UNAVAILABLE
+    if not isinstance(error, sa_exc.DBAPIError):
+        return None
+    if error.connection_invalidated:  # SQLAlchemy found the connection dead (and retired it)
+        return UNAVAILABLE
+    original = error.orig
+    if isinstance(original, sqlite3.Error):
+        code = (getattr(original, "sqlite_errorcode", None) or 0) & 0xFF
+        if code == _SQLITE_FULL:
+            return STORAGE_FULL
+        if code in (_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CANTOPEN):
+            return UNAVAILABLE
+        return None
+    sqlstate = getattr(original, "sqlstate", None)
+    if sqlstate == _PG_DISK_FULL:
+        return STORAGE_FULL
+    if sqlstate in _PG_UNAVAILABLE or (sqlstate or "").startswith("08"):
+        return UNAVAILABLE
+    # A connection refused, timed out or dropped before the server said anything: no SQLSTATE.
+    if isinstance(error, sa_exc.OperationalError) and sqlstate is None:
+        return UNAVAILABLE
+    return None
+
+
 def init_app(app: Flask) -> None:
     """Bind the database to the app; PostgreSQL connections give up quickly when it is down."""
     options: dict[str, Any] = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
+    # Recovery after a database restart without restarting proms: a pooled connection is
+    # tested when it is checked out and replaced if the server dropped it, and a statement
+    # failing on a dropped connection makes SQLAlchemy retire every connection older than it
+    # (psycopg marks such a connection broken, which is what SQLAlchemy's check reads). The
+    # requests caught in between get a 503 (proms.errors). bench/soak/faults.py proves it.
     options.setdefault("pool_pre_ping", True)
     # Errors and echo never print bound parameters: they hold answers, scores and names.
     options["hide_parameters"] = True
@@ -160,3 +211,29 @@ def init_app(app: Flask) -> None:
     import proms.models  # noqa: F401 - registers every table on the metadata
 
     db.init_app(app)
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs them in
+    # reverse): that one would let the error out.
+    app.teardown_appcontext(_end_session)
+
+
+def _end_session(_error: BaseException | None) -> None:
+    """End the request's session even when the database went away during the request.
+
+    Ending a session rolls back its transaction; if the server was restarted after the page
+    was built, that rollback fails, and the error would escape Flask after the response was
+    made (the server then sends its own bare 500 instead of the page). The failed connection
+    has been invalidated by then (pool_pre_ping and SQLAlchemy's disconnect handling replace
+    it), so a second close ends the session cleanly; nothing was left to roll back.
+    """
+    try:
+        db.session.remove()
+    except sa_exc.DBAPIError as error:
+        if trouble_status(error) is None:
+            raise
+        logging.getLogger(__name__).warning(
+            "the database went away before the session ended (%s)", type(error.orig).__name__
+        )
+        try:
+            db.session.remove()
+        except sa_exc.DBAPIError:
+            db.session.registry.clear()

@@ -8,6 +8,10 @@ handler rolls back first. If the page still cannot be rendered (the database is 
 breaks), a plain page built here without templates goes out instead of the server's bare one.
 Either way the response carries the security headers and `Cache-Control: no-store`: after an
 error Flask may skip the remaining after-request functions, so they are set here too.
+
+A database that cannot be reached (restarting, refusing connections, busy) is not a bug: a 503
+with Retry-After says to try again in a moment; a full disk is a 507 that says to try later.
+Both tell a patient that the answers saved before are kept (proms.db.trouble_status decides).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ from flask_babel import lazy_gettext as _l
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from markupsafe import escape
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from proms.db import db
+from proms.db import STORAGE_FULL, UNAVAILABLE, db, trouble_status
 from proms.i18n import is_patient_path
 from proms.security import add_security_headers
 
@@ -34,13 +39,26 @@ MESSAGES = {
     413: _l("What you sent is too large. Shorten it and try again."),
     429: _l("Too many tries in a short time. Please wait a minute and try again."),
     500: _l("Something went wrong on our side. Nothing you entered was lost; try again shortly."),
+    # The database restarting or unreachable, or its storage full (proms.db.trouble_status).
+    503: _l("This cannot be done just now. What was saved before is kept; try again in a moment."),
+    507: _l("Nothing can be saved just now. What was saved before is kept; try again later."),
 }
 # What a patient, who has no start page and no account, can do instead.
 PATIENT_MESSAGES = {
     404: _l("There is nothing here. Please open the link from your message again."),
     401: _l("Please open the link from your message again."),
     403: _l("Please open the link from your message again."),
+    503: _l(
+        "Your answer could not be saved just now. The answers you saved before are kept. "
+        "Please try again in a moment."
+    ),
+    507: _l(
+        "Your answer could not be saved just now. The answers you saved before are kept. "
+        "Please try again later."
+    ),
 }
+# Seconds a 503 asks clients to wait: about what a PostgreSQL restart takes.
+RETRY_AFTER_SECONDS = 5
 CSRF_MESSAGE = _l(
     "This form has expired or was not sent from this site. Go back, reload the page and try again."
 )
@@ -161,10 +179,46 @@ def handle_csrf_error(error: CSRFError) -> Response:
 
 def handle_unexpected(error: Exception) -> Response:
     # Flask has already logged the exception with its traceback; the person gets a plain page.
+    original = getattr(error, "original_exception", None)
+    if original is not None and trouble_status(original) is not None:
+        # Raised outside the view (opening the session, a teardown): the same answer as inside.
+        return _database_trouble(original)
     return respond(500, MESSAGES[500])
+
+
+def handle_database_error(error: Exception) -> Response:
+    """The database unreachable or full: 503 (with Retry-After) or 507, not a 500.
+
+    Whatever else a driver error means (a constraint, a bug) is raised again, so Flask treats
+    it as before: logged with its traceback (or propagated in tests), then the friendly 500.
+    """
+    if trouble_status(error) is None:
+        raise error
+    return _database_trouble(error)
+
+
+def _database_trouble(error: BaseException) -> Response:
+    status = trouble_status(error)
+    assert status in (UNAVAILABLE, STORAGE_FULL)
+    # One line, no traceback: a restart would otherwise fill the log. The driver's own words
+    # only (its details, which may quote values, are already gone: proms.db).
+    cause = getattr(error, "orig", None) or error
+    first_line = (str(cause).strip().splitlines() or [""])[0][:200]
+    current_app.logger.warning(
+        "database %s (%s): %s",
+        "storage full" if status == STORAGE_FULL else "unavailable",
+        type(cause).__name__,
+        first_line,
+    )
+    response = respond(status, MESSAGES[status])
+    if status == UNAVAILABLE:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(InternalServerError, handle_unexpected)
+    app.register_error_handler(sa_exc.DBAPIError, handle_database_error)
+    app.register_error_handler(sa_exc.TimeoutError, handle_database_error)

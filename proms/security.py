@@ -53,10 +53,16 @@ SECURITY_HEADERS = {
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 URLENCODED = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+FORM_TYPES = frozenset({URLENCODED, MULTIPART, ""})
 
 # Control characters other than tab, line feed and carriage return: never part of real input,
 # and PostgreSQL refuses NUL in text outright.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# An address has no line breaks either (a text field drops them; only a textarea's body keeps
+# them), and a query value may become a header: sign-in's `next` goes into Location, where
+# Werkzeug refuses a line break with a 500.
+QUERY_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 UNREADABLE = (
     "Some of what you sent could not be read: it contains characters that cannot be used. "
     "Check it and try again."
@@ -246,20 +252,39 @@ def check_text() -> None:
     Werkzeug would quietly replace undecodable bytes (or drop the whole form), so a mistyped or
     hostile value would reach validation as something else; a 400 that says so is clearer.
     """
-    sources = [request.query_string]
+    sources = [(request.query_string, QUERY_CONTROL_CHARACTERS)]
     if request.method in UNSAFE_METHODS and request.mimetype == URLENCODED:
-        sources.append(request.get_data(cache=True))  # cached: the form is parsed from it later
-    for raw in sources:
+        # Cached: the form is parsed from it later.
+        sources.append((request.get_data(cache=True), CONTROL_CHARACTERS))
+    for raw, refused in sources:
         try:
             pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, errors="strict")
         except UnicodeDecodeError:
             abort(400, description=UNREADABLE)
-        if any(CONTROL_CHARACTERS.search(key + value) for key, value in pairs):
+        if any(refused.search(key + value) for key, value in pairs):
+            abort(400, description=UNREADABLE)
+    if request.method in UNSAFE_METHODS and request.mimetype == MULTIPART:
+        # A file upload's other fields (the import page): parsed here, as CSRFProtect would.
+        fields = request.form.items(multi=True)
+        if any(CONTROL_CHARACTERS.search(key + value) for key, value in fields):
             abort(400, description=UNREADABLE)
 
 
+def check_form_type() -> None:
+    """Refuse a POST whose body is not a form (JSON, XML, plain text) with 415.
+
+    Every page posts a form, and so do Twilio's webhooks. Given JSON, Flask-WTF would fill the
+    form from it with JSON's own types (a number, a list, an object where a validator expects
+    text): a 415 before that is clearer than whatever the validators make of it. A POST with no
+    body at all passes, to fail its CSRF check like any other.
+    """
+    if request.method in UNSAFE_METHODS and request.mimetype not in FORM_TYPES:
+        abort(415, description="This address takes a form, and what was sent is not one.")
+
+
 def init_app(app: Flask) -> None:
-    app.before_request(check_form_size)  # first: nothing may parse a form before its size is known
+    app.before_request(check_form_type)  # a body that is not a form is refused unread
+    app.before_request(check_form_size)  # nothing may parse a form before its size is known
     app.before_request(check_text)  # before CSRFProtect, which parses the form
     csrf.init_app(app)
     limiter.init_app(app)

@@ -45,6 +45,7 @@ from tests.helpers import (
     login,
 )
 from tests.skips import enforce_under_ci
+from tests.wheel import Installed, install_wheel
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -242,3 +243,9 @@ def staff_client(app: Flask, world: World) -> Callable[[StaffUser], FlaskClient]
         return client
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """proms installed from its wheel outside the checkout, once per run (tests/wheel.py)."""
+    return install_wheel(tmp_path_factory)

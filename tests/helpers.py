@@ -26,8 +26,10 @@ from flask import has_app_context
 from flask.testing import FlaskClient
 
 from proms.admin.models import Clinic, Patient, Protocol
+from proms.auth import mfa
 from proms.auth.models import SQLITE_AUDIT_GUARD, Role, StaffUser
-from proms.db import Base, db
+from proms.auth.services import find_staff
+from proms.db import Base, db, utcnow
 
 PASSWORD = "correct horse battery"
 
@@ -201,10 +203,61 @@ def csrf_token(client: FlaskClient, path: str = "/login") -> str:
     return match.group(1)
 
 
+# The two-step sign-in key tests give staff who must use it (admins) before signing them in.
+TOTP_SECRET = "TESTSECRETFORTWOSTEPSIGNINTESTS2"
+
+
+def enrol_if_required(email: str) -> None:
+    """Turn on two-step sign-in with TOTP_SECRET for a staff member who must use it and has not.
+
+    Test set-up, as if they had enrolled before (tests/auth/test_mfa.py goes through the page).
+    """
+    if not has_app_context():
+        return
+    user = find_staff(db.session, email)
+    if user is None or user.is_mfa_enabled or not mfa.is_required(db.session, user):
+        return
+    user.mfa_secret = TOTP_SECRET
+    user.mfa_enabled_at = utcnow()
+    db.session.commit()
+
+
+def next_code(email: str) -> str:
+    """A code of the staff member's phone app that the server has not accepted yet.
+
+    A code works once per account: when an earlier sign-in of the test used this time step, the
+    next one's code (accepted too: one step either side) is given, and when both were used the
+    record of the last step is cleared (set-up again: tests/auth/test_mfa.py tests the refusal).
+    """
+    user = find_staff(db.session, email)
+    assert user is not None, email
+    db.session.refresh(user)
+    step = mfa.time_step(utcnow())
+    if user.mfa_last_step is not None and user.mfa_last_step >= step:
+        if user.mfa_last_step == step:
+            step += 1
+        else:
+            user.mfa_last_step = None
+            db.session.commit()
+    assert user.mfa_secret is not None, f"{email} has no two-step sign-in"
+    return mfa.code_at(user.mfa_secret, step)
+
+
 def login(client: FlaskClient, email: str, password: str = PASSWORD) -> Any:
-    return client.post(
+    """Sign in as a browser would: the password, then a code when two-step sign-in asks for one.
+
+    The response is the last one: a redirect when signed in.
+    """
+    enrol_if_required(email)
+    response = client.post(
         "/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)}
     )
+    if response.status_code == 302 and response.headers["Location"] == "/login/code":
+        response = client.post(
+            "/login/code",
+            data={"code": next_code(email), "csrf_token": csrf_token(client, "/login/code")},
+        )
+    return response
 
 
 def stop(processes: list[subprocess.Popen[bytes]]) -> None:

@@ -43,6 +43,7 @@ LAYERS = (
     "app",  # create_app, the command line, the server config, the demo data: they assemble it all
 )
 FOUNDATION = {
+    "audit_chain",
     "checks",
     "config",
     "db",
@@ -56,7 +57,7 @@ FOUNDATION = {
     "security",
     "templating",
 }
-APP = {"proms", "cli", "demo", "gunicorn_conf"}
+APP = {"proms", "backup", "cli", "demo", "gunicorn_conf"}
 
 
 # Reading imports -----------------------------------------------------------------------------

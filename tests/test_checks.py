@@ -39,7 +39,12 @@ SECRET = "s" * 40
 
 
 def production(tmp_path: Path, **config: Any) -> dict[str, Any]:
-    return {"ENV": "production", "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3", **config}
+    return {
+        "ENV": "production",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+        "AUDIT_CHAIN_KEY": "a" * 40,
+        **config,
+    }
 
 
 @pytest.mark.parametrize(
@@ -158,6 +163,7 @@ def test_gunicorn_refuses_to_start_in_one_line(
         "HOME": str(tmp_path),
         "PROMS_DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
         "PROMS_SECRET_KEY": secrets.token_hex(32),
+        "PROMS_AUDIT_CHAIN_KEY": secrets.token_hex(32),
     }
     if address is not None:
         env["PROMS_PUBLIC_BASE_URL"] = address
@@ -223,3 +229,16 @@ def test_make_run_makes_links_to_its_own_port(tmp_path: Path) -> None:
         "proms scheduler | development | http://127.0.0.1:5077",
         "flask --app proms run --host 127.0.0.1 --port 5077 | development | http://127.0.0.1:5077",
     ]
+
+
+@pytest.mark.parametrize("key", [None, "dev-only", "k" * 31])
+def test_production_refuses_a_default_or_short_audit_chain_key(
+    tmp_path: Path, key: str | None
+) -> None:
+    config = production(tmp_path, SECRET_KEY=SECRET, PUBLIC_BASE_URL="https://proms.example.org")
+    if key is None:
+        del config["AUDIT_CHAIN_KEY"]  # the shipped default
+    else:
+        config["AUDIT_CHAIN_KEY"] = key
+    with pytest.raises(ConfigurationError, match="default or short AUDIT_CHAIN_KEY"):
+        create_app(config)

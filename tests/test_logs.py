@@ -7,6 +7,9 @@ Database errors: with bound parameters hidden (proms.db), and PostgreSQL's DETAI
 ("Failing row contains (...)") dropped from driver errors (proms.db) and redacted from logs, and
 SQLAlchemy's DEBUG rows removed, a failed insert of a score or
 a patient leaves no value of it in any log record.
+JSON logs (production's): one object a line with the request's id, which the response echoes;
+a real gunicorn writes its access and error lines and the app's records that way, and none of
+them holds a link, a hostile request id or a patient's value.
 """
 
 from __future__ import annotations
@@ -14,8 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import importlib.metadata
+import io
+import json
 import logging
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -24,16 +30,19 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from proms import create_app
 from proms.admin.models import Patient
 from proms.admin.services import enroll_patient
 from proms.db import db, utcnow
-from proms.logs import REDACTED, RedactLinks, redact
+from proms.logs import REDACTED, JsonFormatter, RedactLinks, redact, request_id
 from proms.outcomes.models import Score
 from proms.surveys.links import mint_token
 from tests.helpers import World, add_patient, stop
@@ -288,9 +297,8 @@ FAMILY_NAME = "Quenneville-Orbach"
 MRN = "MRN-7731-QX"
 
 
-def add_failing_writes(app: Flask, world: World) -> None:
+def add_failing_writes(app: Flask, clinic_id: int) -> None:
     """Test-only routes whose insert the database refuses, each carrying a patient's data."""
-    clinic_id = world.clinic_a.id
 
     @app.post("/_test/score")
     def score_with_a_negative_error() -> str:
@@ -356,7 +364,7 @@ def failing_writes(make_app: Callable[..., Flask], world: World) -> Flask:
     add_patient(world.clinic_a, MRN, given_name="Philippa", family_name="Zwanenburg")
     db.session.commit()
     app = make_app(TESTING=False, PROPAGATE_EXCEPTIONS=False, WTF_CSRF_ENABLED=False)
-    add_failing_writes(app, world)
+    add_failing_writes(app, world.clinic_a.id)
     return app
 
 
@@ -390,3 +398,236 @@ def test_database_errors_log_no_patient_data(
     for text in texts:
         for value in (str(PAIN_SCORE), FAMILY_NAME, "Zwanenburg", MRN, "1951-03-14"):
             assert value not in text
+
+
+# JSON logs and request ids ---------------------------------------------------------------------
+
+ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+HOSTILE_IDS = [
+    "x" * 65,  # too long
+    "has space",
+    'quote"',
+    '{"json": 1}',
+    "-leading-dash",
+    f"../s/{TOKEN}",  # a path: could carry a link into every line
+    "é",
+]
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line parsed as one JSON object (fails on any line that is not)."""
+    records = []
+    for line in text.splitlines():
+        record = json.loads(line)
+        assert isinstance(record, dict), line
+        records.append(record)
+    return records
+
+
+def test_a_json_line_has_the_fields_and_no_link_or_database_value() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("proms.test_json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    token = request_id.set("abc-123")
+    try:
+        try:
+            raise LookupError(
+                f"no route for /s%2F{TOKEN}\nDETAIL:  Failing row contains (7, {FAMILY_NAME})."
+            )
+        except LookupError:
+            logger.exception("Exception on %s [GET]", f"/s/{TOKEN}", extra={"clinic_id": 3})
+    finally:
+        request_id.reset(token)
+        logger.removeHandler(handler)
+        logger.propagate = True
+    (record,) = json_lines(stream.getvalue())
+    assert list(record)[:5] == ["time", "level", "logger", "message", "request_id"]
+    assert ISO_UTC.fullmatch(record["time"]), record["time"]
+    assert record["level"] == "ERROR"
+    assert record["logger"] == "proms.test_json"
+    assert record["message"] == f"Exception on /s/{REDACTED} [GET]"
+    assert record["request_id"] == "abc-123"
+    assert record["clinic_id"] == 3
+    # The traceback is one field, redacted like the message.
+    assert record["exception"].startswith("Traceback")
+    assert f"no route for /s%2F{REDACTED}" in record["exception"]
+    assert f"DETAIL:  {REDACTED}" in record["exception"]
+    assert_no_token(stream.getvalue(), TOKEN)
+    assert FAMILY_NAME not in stream.getvalue()
+
+
+@pytest.fixture
+def logging_route(make_app: Callable[..., Flask]) -> Flask:
+    app = make_app()
+
+    @app.get("/_test/log")
+    def log_something() -> str:
+        logging.getLogger("proms.test_logs").warning("during the request")
+        return "logged"
+
+    return app
+
+
+def test_each_request_gets_an_id_in_its_header_and_log_records(
+    logging_route: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = logging_route.test_client()
+    first = client.get("/_test/log")
+    second = client.get("/_test/log")
+    ids = [first.headers["X-Request-ID"], second.headers["X-Request-ID"]]
+    for rid in ids:
+        assert GENERATED_ID.fullmatch(rid), rid
+    assert ids[0] != ids[1]
+    records = [r for r in caplog.records if r.getMessage() == "during the request"]
+    assert [getattr(r, "request_id", None) for r in records] == ids
+    # Outside a request, no id.
+    logging.getLogger("proms.test_logs").warning("after the requests")
+    assert caplog.records[-1].request_id is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "incoming", ["0f8fa1c2d3e4b5a6978812345678abcd", "550e8400-e29b-41d4-a716-446655440000", "a"]
+)
+def test_a_sane_incoming_request_id_is_kept(
+    logging_route: Flask, caplog: pytest.LogCaptureFixture, incoming: str
+) -> None:
+    response = logging_route.test_client().get("/_test/log", headers={"X-Request-ID": incoming})
+    assert response.headers["X-Request-ID"] == incoming
+    (record,) = [r for r in caplog.records if r.getMessage() == "during the request"]
+    assert record.request_id == incoming  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_IDS)
+def test_a_hostile_incoming_request_id_is_replaced(
+    logging_route: Flask, caplog: pytest.LogCaptureFixture, hostile: str
+) -> None:
+    response = logging_route.test_client().get("/_test/log", headers={"X-Request-ID": hostile})
+    assert GENERATED_ID.fullmatch(response.headers["X-Request-ID"])
+    assert response.headers.getlist("X-Request-ID") == [response.headers["X-Request-ID"]]
+    (record,) = [r for r in caplog.records if r.getMessage() == "during the request"]
+    assert record.request_id == response.headers["X-Request-ID"]  # type: ignore[attr-defined]
+
+
+def test_an_error_response_has_an_id_too(client) -> None:  # type: ignore[no-untyped-def]
+    assert GENERATED_ID.fullmatch(client.get("/no-such-page").headers["X-Request-ID"])
+
+
+def test_log_format_defaults_and_refusal(make_app: Callable[..., Flask]) -> None:
+    from proms.checks import ConfigurationError
+    from proms.logs import log_format
+
+    assert log_format({"ENV": "production", "LOG_FORMAT": ""}) == "json"
+    assert log_format({"ENV": "development", "LOG_FORMAT": ""}) == "text"
+    assert log_format({"ENV": "test", "LOG_FORMAT": ""}) == "text"
+    assert log_format({"ENV": "development", "LOG_FORMAT": "json"}) == "json"
+    with pytest.raises(ConfigurationError, match="LOG_FORMAT must be json or text, not 'xml'"):
+        make_app(LOG_FORMAT="xml")
+
+
+def failing_app() -> Flask:
+    """gunicorn's app for the JSON test: proms with the failing routes, SQLAlchemy at DEBUG."""
+    app = create_app()
+    with app.app_context():
+        clinic_id = db.session.scalar(select(Patient.clinic_id).where(Patient.mrn == MRN))
+        db.session.remove()
+    assert clinic_id is not None
+    add_failing_writes(app, clinic_id)
+    app.config["WTF_CSRF_ENABLED"] = False  # the test routes have no form
+    # Every statement and every row read, as an operator chasing a bug might turn on.
+    logging.getLogger("sqlalchemy.engine").setLevel(logging.DEBUG)
+    return app
+
+
+def request(port: int, method: str, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """Status and X-Request-ID of a request."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request(method, path, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        return response.status, response.getheader("X-Request-ID", "")
+    finally:
+        connection.close()
+
+
+def test_gunicorn_writes_json_lines_with_request_ids_and_nothing_private(
+    run_gunicorn: Callable[..., tuple[int, Path]],
+    link: str,
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    database_kind: str,
+) -> None:
+    add_patient(world.clinic_a, MRN, given_name="Philippa", family_name="Zwanenburg")
+    db.session.commit()
+    monkeypatch.setenv("PROMS_LOG_FORMAT", "json")
+    port, logs = run_gunicorn("-c", "python:proms.gunicorn_conf", "tests.test_logs:failing_app()")
+    ask_every_spelling(port, link)
+    sent: dict[str, str] = {}  # path -> the id it was sent with
+    for number, path in enumerate(
+        ["/_test/score", "/_test/patient-without-mrn", "/_test/duplicate-patient"]
+    ):
+        rid = f"proxy-id-{number}-{secrets.token_hex(4)}"
+        assert request(port, "POST", path, {"X-Request-ID": rid}) == (500, rid)
+        sent[path] = rid
+    hostile = {}
+    for value in (f"../s/{link}", "x" * 65, "a b"):
+        status, echoed = request(port, "GET", "/login", {"X-Request-ID": value})
+        assert status == 200
+        assert GENERATED_ID.fullmatch(echoed), echoed
+        hostile[echoed] = value
+
+    access = json_lines_when_written(logs / "access.log", len(spellings(link)) + 6)
+    errors = json_lines((logs / "error.log").read_text())
+    for record in access + errors:
+        assert ISO_UTC.fullmatch(record["time"]), record
+        assert {"time", "level", "logger", "message", "request_id"} <= set(record), record
+    requests = [r for r in access if r["path"] != "/healthz"]
+    for record in requests:
+        assert record["logger"] == "gunicorn.access"
+        assert record["remote_addr"] == "127.0.0.1"
+        assert isinstance(record["duration_ms"], float)
+        assert record["method"] in ("GET", "POST")
+    by_id = {r["request_id"]: r for r in requests}
+    for path, rid in sent.items():
+        assert (by_id[rid]["path"], by_id[rid]["status"]) == (path, 500)
+    for echoed in hostile:
+        assert (by_id[echoed]["path"], by_id[echoed]["status"]) == ("/login", 200)
+    link_lines = [r for r in requests if r["method"] == "GET" and r["path"] != "/login"]
+    assert len(link_lines) == len(spellings(link))
+    for record in link_lines:
+        assert REDACTED in record["path"], record
+
+    # The app's own records (the failed inserts) are JSON in the error log, with the request's
+    # id and the traceback as one field.
+    failures = [r for r in errors if r["message"].startswith("Exception on /_test/")]
+    assert {r["request_id"] for r in failures} == set(sent.values())
+    for record in failures:
+        assert "IntegrityError" in record["exception"]
+        assert "[SQL parameters hidden due to hide_parameters=True]" in record["exception"]
+    assert any(r["logger"].startswith("sqlalchemy.engine") for r in errors)  # DEBUG was on
+
+    everything = "\n".join(path.read_text() for path in logs.iterdir())
+    assert_no_token(everything, link)
+    for value in hostile.values():
+        assert value not in everything
+    for value in (str(PAIN_SCORE), FAMILY_NAME, "Zwanenburg", MRN, "1951-03-14"):
+        assert value not in everything
+    if database_kind == "postgresql":
+        assert "Failing row contains" not in everything
+
+
+def json_lines_when_written(path: Path, expected: int) -> list[dict[str, Any]]:
+    """The access log's records, once all requests are in it (each is written after its
+    response); /healthz lines (the fixture's start-up probe) are not counted."""
+    deadline = time.monotonic() + 10
+    while True:
+        records = json_lines(path.read_text())
+        count = len([r for r in records if r.get("path") != "/healthz"])
+        if count >= expected or time.monotonic() > deadline:
+            assert count == expected, records
+            return records
+        time.sleep(0.05)

@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import html
 import http.client
-import os
 import re
 import secrets
 import socket
 import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
@@ -30,10 +28,10 @@ import pytest
 from babel.messages.pofile import read_po
 
 from tests.helpers import stop
+from tests.wheel import CHECKOUT, Installed, checked
 
 pytestmark = pytest.mark.wheel
 
-CHECKOUT = Path(__file__).resolve().parents[1]
 SPANISH = CHECKOUT / "translations" / "es" / "LC_MESSAGES" / "messages.po"
 
 # A Spanish patient of the demo data with a questionnaire open now, as "<MRN> <clinic>": the
@@ -51,71 +49,6 @@ with create_app(serving=False).app_context():
             print(patient.mrn, patient.clinic.slug)
             break
 """
-
-
-@dataclass(frozen=True)
-class Installed:
-    """proms installed from its wheel in a virtual environment outside the checkout."""
-
-    venv: Path
-    workdir: Path  # the working directory and HOME of every command
-    wheel: Path
-
-    def env(self, **variables: str) -> dict[str, str]:
-        """A bare environment: the venv's commands first, no PYTHONPATH, no PROMS_* but these."""
-        return {
-            "PATH": f"{self.venv / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin",
-            "HOME": str(self.workdir),
-            "LANG": "C.UTF-8",
-            **variables,
-        }
-
-    def run(self, *command: str, **variables: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(self.venv / "bin" / command[0]), *command[1:]],
-            cwd=self.workdir,
-            env=self.env(**variables),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-
-
-def checked(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"{result.args} exited {result.returncode}:\n{result.stderr}"
-    return result.stdout
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    root = tmp_path_factory.mktemp("wheel")
-    assert not root.resolve().is_relative_to(CHECKOUT), "the test folder must be outside"
-    workdir = root / "work"
-    workdir.mkdir()
-    # pip keeps its own configuration (an index, a wheel cache), not the test's PYTHONPATH.
-    pip_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-
-    def pip(*arguments: str | Path) -> None:
-        result = subprocess.run(
-            [sys.executable, "-m", "pip", "--quiet", *map(str, arguments)],
-            cwd=root,
-            env=pip_env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        assert result.returncode == 0, f"pip {arguments[0]} failed:\n{result.stderr}"
-
-    pip("wheel", "--no-deps", "--wheel-dir", root / "dist", CHECKOUT)
-    (wheel,) = (root / "dist").glob("proms-*.whl")
-    venv = root / "venv"
-    # No pip inside: the test's pip installs into it (pip --python), which saves a few seconds.
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=120)
-    # --no-compile: Python compiles what it imports; pip would compile all of scipy (seconds).
-    pip("--python", venv / "bin" / "python", "install", "--no-compile", wheel)
-    return Installed(venv=venv, workdir=workdir, wheel=wheel)
 
 
 def test_the_installed_package_reads_nothing_from_the_checkout(installed: Installed) -> None:
@@ -227,6 +160,7 @@ def test_the_wheel_migrates_loads_the_demo_and_serves(
         "PROMS_ENV": "development",
         "PROMS_DATABASE_URL": f"sqlite:///{database}",
         "PROMS_SECRET_KEY": secrets.token_hex(32),
+        "PROMS_AUDIT_CHAIN_KEY": secrets.token_hex(32),
         "PROMS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
     }
     assert "Upgraded: " in checked(installed.run("proms", "db", "upgrade", **config))

@@ -91,6 +91,9 @@ class Clinic(db.Model):
     # What happens next, on the thank-you page, per patient language; None: the default text.
     next_steps_en: Mapped[str | None] = mapped_column(String(1000))
     next_steps_es: Mapped[str | None] = mapped_column(String(1000))
+    # Every staff member here signs in with a code as well as the password (proms.auth.mfa);
+    # admins always do, whatever this says.
+    requires_mfa: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     def __repr__(self) -> str:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
+from typing import Any
 
-from flask import Flask, current_app, flash, redirect, request, session, url_for
+from flask import Flask, current_app, flash, g, redirect, request, session, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import LoginManager, current_user, logout_user
-from sqlalchemy import select
 
+from proms.auth import mfa, sessions
 from proms.auth.forms import LogoutForm
-from proms.auth.models import StaffUser
+from proms.auth.models import StaffSession, StaffUser
 from proms.db import db, utcnow
 
 login_manager = LoginManager()
@@ -22,35 +24,74 @@ login_manager.login_message_category = "info"
 login_manager.session_protection = "basic"
 
 
+def lifetimes(config: Mapping[str, Any]) -> sessions.Lifetimes:
+    return sessions.Lifetimes(
+        idle=dt.timedelta(minutes=config["IDLE_TIMEOUT_MINUTES"]),
+        absolute=dt.timedelta(hours=config["SESSION_MAX_HOURS"]),
+        touch_every=dt.timedelta(seconds=config["SESSION_TOUCH_SECONDS"]),
+    )
+
+
+def _record(raw: object) -> StaffSession | None:
+    """The session record of the cookie's token, looked up once per request."""
+    cached = g.get("staff_session_lookup")
+    if cached is not None and cached[0] == raw:
+        return cached[1]  # type: ignore[no-any-return]
+    record = sessions.find(db.session, raw)
+    g.staff_session_lookup = (raw, record)
+    return record
+
+
 @login_manager.user_loader
-def load_user(user_id: str) -> StaffUser | None:
-    """The user of a session cookie, if its session token is still current."""
-    raw_id, _, token = user_id.partition(":")
-    if not raw_id.isdigit() or not token:
+def load_user(raw_token: str) -> StaffUser | None:
+    """The user of a session cookie, while its record is open, in time, and the account active."""
+    record = _record(raw_token)
+    if record is None or record.ended_at is not None or not record.user.is_active:
         return None
-    user = db.session.scalar(select(StaffUser).where(StaffUser.id == int(raw_id)))
-    if user is None or not user.is_active or user.session_token != token:
+    if lifetimes(current_app.config).expired(record, utcnow()) is not None:
         return None
-    return user
+    g.staff_session = record
+    return record.user
 
 
-def enforce_idle_timeout() -> ResponseReturnValue | None:
-    """Sign staff out after IDLE_TIMEOUT_MINUTES without a request."""
+SIGNED_OUT_MESSAGES = {
+    sessions.EndReason.IDLE: "You were signed out after a period without activity. Sign in again.",
+    sessions.EndReason.LIFETIME: "You were signed out: a session lasts {hours} hours at most. "
+    "Sign in again.",
+}
+
+
+def check_session() -> ResponseReturnValue | None:
+    """End a session that timed out (idle, or past its lifetime); note activity on the others.
+
+    A cookie whose record has ended (logout, "sign out everywhere", a password change) signs
+    nobody in: the request goes on as anonymous, and the cookie is cleared.
+    """
     if request.endpoint in (None, "static", "health.healthz") or request.blueprint == "surveys":
         # Patient pages have no staff sign-in to time out: no user is loaded for them (which
         # would also mark the session changed and send its cookie again).
         return None
-    if not current_user.is_authenticated:
+    raw = session.get("_user_id")
+    if raw is None:
         return None
-    now = utcnow().timestamp()
-    limit = dt.timedelta(minutes=current_app.config["IDLE_TIMEOUT_MINUTES"]).total_seconds()
-    last_seen = session.get("last_seen")
-    if not isinstance(last_seen, float) or now - last_seen > limit:
+    record = _record(raw)
+    if record is None or record.ended_at is not None or not record.user.is_active:
         logout_user()
         session.clear()
-        flash("You were signed out after a period without activity. Sign in again.", "info")
+        return None
+    now = utcnow()
+    rules = lifetimes(current_app.config)
+    reason = rules.expired(record, now)
+    if reason is not None:
+        sessions.end(db.session, record, reason, now=now)
+        db.session.commit()
+        logout_user()
+        session.clear()
+        hours = current_app.config["SESSION_MAX_HOURS"]
+        flash(SIGNED_OUT_MESSAGES[reason].format(hours=hours), "info")
         return redirect(url_for("auth.login"))
-    session["last_seen"] = now
+    if sessions.touch(db.session, record, rules, now=now):
+        db.session.commit()
     return None
 
 
@@ -69,17 +110,46 @@ def require_new_password() -> ResponseReturnValue | None:
     return None
 
 
+# Pages open to a signed-in user who must set up two-step sign-in first.
+ENROLMENT_EXEMPT = frozenset(
+    {None, "static", "health.healthz", "auth.two_step_setup", "auth.logout", "auth.set_password"}
+)
+
+
+def require_two_step() -> ResponseReturnValue | None:
+    """Send a user who must use two-step sign-in, and has not set it up, to set it up first.
+
+    They signed in with the password alone (there was no code to ask for); until a code from
+    their phone is confirmed they reach nothing else.
+    """
+    if request.endpoint in ENROLMENT_EXEMPT or request.blueprint == "surveys":
+        return None
+    if not current_user.is_authenticated or current_user.is_mfa_enabled:
+        return None
+    if current_user.must_change_password and request.endpoint == "auth.change_password":
+        return None  # the new password an admin asked for comes first, then this
+    if mfa.is_required(db.session, current_user._get_current_object()):
+        return redirect(url_for("auth.two_step_setup"))
+    return None
+
+
 def init_app(app: Flask) -> None:
-    from proms.auth import cli, views
+    from proms.auth import account_views, cli, views
 
     login_manager.init_app(app)
+    # Anyone may post the code page, like the sign-in form: it takes the small public limits.
+    limited = list(app.config["PUBLIC_FORM_ENDPOINTS"])
+    app.config["PUBLIC_FORM_ENDPOINTS"] = [*limited, *({"auth.login_code"} - set(limited))]
     app.config["PERMANENT_SESSION_LIFETIME"] = dt.timedelta(
         minutes=app.config["IDLE_TIMEOUT_MINUTES"]
     )
-    app.before_request(enforce_idle_timeout)
+    app.before_request(check_session)
     app.before_request(require_new_password)  # after the timeout: a stale session signs in again
+    app.before_request(require_two_step)  # after the new password: one page at a time
     app.register_blueprint(views.bp)
     app.cli.add_command(cli.staff)
+    app.add_template_global(account_views.staff_sign_in_facts)
+    app.add_template_filter(sessions.browser_name)
 
     @app.context_processor
     def logout_form() -> dict[str, object]:

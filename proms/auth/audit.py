@@ -20,7 +20,11 @@ def request_info() -> RequestInfo:
 
 
 def audit_patient_view(action: str, patient: Patient, detail: dict[str, Any] | None = None) -> None:
-    """Record that the current staff member saw a patient's data (committed with the request)."""
+    """Record that the current staff member saw a patient's data (committed with the request).
+
+    Inserted at the commit, after the page is rendered: the audit chain's lock (PostgreSQL) is
+    then held only while the request commits (proms/audit_chain.py).
+    """
     record_event(
         db.session,
         action,
@@ -29,6 +33,7 @@ def audit_patient_view(action: str, patient: Patient, detail: dict[str, Any] | N
         patient_id=patient.id,
         origin=request_info(),
         detail=detail,
+        at_commit=True,
     )
 
 
@@ -80,4 +85,5 @@ def audit_change(
             "before": {name: before[name] for name in changed if name in before},
             "after": {name: after[name] for name in changed if name in after},
         },
+        at_commit=True,  # like a view: the chain's lock only while the request commits
     )

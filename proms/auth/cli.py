@@ -7,7 +7,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from proms.admin.models import Clinic
-from proms.auth import services, tokens
+from proms.auth import mfa, services, tokens
 from proms.auth.models import Role
 from proms.auth.passwords import hasher_from_config, password_problem
 from proms.db import db, utcnow
@@ -141,3 +141,24 @@ def invite(email: str, roles: tuple[str, ...], clinic_name: str, full_name: str)
     click.echo(f"Invited {user.email} ({', '.join(r.value for r in chosen)} at {clinic.name}).")
     click.echo(f"Give them this link; it works once, for {tokens.LINK_MAX_AGE.days} days:")
     click.echo(url)
+
+
+@staff.command("reset-two-step")
+@click.option("--email", required=True)
+def reset_two_step(email: str) -> None:
+    """Turn off an account's two-step sign-in and end its sessions (a lost phone, no admin left).
+
+    For when no other admin can do it from the staff member's page: the only admin of a clinic
+    who lost both the phone and the recovery codes. The next sign-in sets it up again.
+    """
+    user = services.find_staff(db.session, email)
+    if user is None:
+        raise click.ClickException(f"No staff account for {services.normalize_email(email)}.")
+    mfa.reset(db.session, user)
+    ended = services.end_all_sessions(user, "two_step_reset", now=utcnow())
+    cli_audit("staff.two_step_reset", user.email, sessions_ended=str(ended))
+    db.session.commit()
+    click.echo(
+        f"Two-step sign-in of {user.email} is off and {ended} session(s) ended; "
+        "they set it up again at their next sign-in."
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
+from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from proms.auth.passwords import MAX_PASSWORD_LENGTH, password_problem
@@ -75,3 +75,45 @@ class ChangePasswordForm(NewPasswordForm):
     def validate_new_password(self, field: PasswordField) -> None:
         if field.data and field.data == self.current_password.data:
             raise ValidationError("Choose a password different from your current one.")
+
+
+class CodeForm(FlaskForm):
+    """The second step of a sign-in: a code from the phone app, or a recovery code."""
+
+    code = StringField(
+        "Code",
+        filters=[strip],
+        validators=[
+            DataRequired("Enter the 6-digit code from your authenticator app."),
+            Length(max=40, message="That is longer than any code. Check it and try again."),
+        ],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "spellcheck": "false",
+            "autocapitalize": "none",
+            "autocorrect": "off",
+        },
+    )
+
+
+class EnrolForm(FlaskForm):
+    """Set up two-step sign-in: a code from the app proves it has the secret."""
+
+    code = StringField(
+        "Code from the app",
+        filters=[strip],
+        validators=[
+            DataRequired("Enter the 6-digit code your app shows for proms."),
+            Length(max=40, message="A code has 6 digits. Check it and try again."),
+        ],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "inputmode": "numeric",
+            "spellcheck": "false",
+            "autocorrect": "off",
+        },
+    )
+
+
+class ButtonForm(FlaskForm):
+    """A button that changes something: the CSRF token alone."""

@@ -6,9 +6,11 @@ import datetime as dt
 import enum
 from typing import TYPE_CHECKING, Any
 
+from flask import g, has_app_context
 from sqlalchemy import (
     DDL,
     JSON,
+    BigInteger,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -46,12 +48,19 @@ class StaffUser(db.Model):
     full_name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(200))
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
-    # Rotated at logout and password change: a copied session cookie dies with it.
-    session_token: Mapped[str] = mapped_column(String(64))
     last_login_at: Mapped[dt.datetime | None]
     # Set by an admin: the next sign-in goes to "choose a new password" first.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # Two-step sign-in (proms.auth.mfa): the RFC 6238 shared secret, base32. Kept as it is, not
+    # hashed: checking a code needs the secret itself (docs/staff-sign-in.md says why it is not
+    # encrypted either). Set once a code from it is confirmed; None: not enrolled.
+    mfa_secret: Mapped[str | None] = mapped_column(String(32))
+    # The secret on the enrolment page, until a code confirms it (so a reload shows the same).
+    mfa_pending_secret: Mapped[str | None] = mapped_column(String(32))
+    mfa_enabled_at: Mapped[dt.datetime | None]
+    # The last 30-second time step whose code was accepted: a code is good once, never again.
+    mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
 
     memberships: Mapped[list[ClinicMembership]] = relationship(
         back_populates="user", cascade="all, delete-orphan"
@@ -69,7 +78,18 @@ class StaffUser(db.Model):
         return False
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_token}"
+        """The raw token of the session being started (never stored): Flask-Login keeps it in
+        the cookie at sign-in (proms.auth.sessions.sign_in_browser).
+
+        A `login_user` without a session record (a test rendering a template as someone) signs
+        in for that request only: its id names no record, so the next request finds nobody.
+        """
+        token = g.get("new_session_token") if has_app_context() else None
+        return token if isinstance(token, str) else f"no-session:{self.id}"
+
+    @property
+    def is_mfa_enabled(self) -> bool:
+        return self.mfa_secret is not None
 
     @property
     def clinic_ids(self) -> list[int]:
@@ -136,6 +156,52 @@ class LoginThrottle(db.Model):
     __table_args__ = (CheckConstraint("failed_count >= 0", name="failed_count_not_negative"),)
 
 
+class StaffSession(db.Model):
+    """One signed-in browser: the cookie carries the random token; the row, its SHA-256 hash.
+
+    Every request checks its row (proms.auth.sessions), so ending a row signs that browser out
+    for good: logout, a password change (the others), an admin's "sign out everywhere", the
+    idle timeout and the absolute lifetime. Rows are kept after they end: the account page and
+    the audit of a stolen cookie read them.
+    """
+
+    __tablename__ = "staff_session"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_user.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[dt.datetime | None]
+    # Why it ended: logout, password_changed, signed_out_elsewhere, signed_out_by_admin, idle,
+    # lifetime, account_changed, two_step_reset.
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    ip_address: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+    user: Mapped[StaffUser] = relationship()
+
+    __table_args__ = (
+        # The account page and "end every session": a user's open sessions.
+        Index(None, "user_id", "ended_at"),
+        CheckConstraint("(ended_at IS NULL) = (end_reason IS NULL)", name="ended_with_reason"),
+    )
+
+
+class RecoveryCode(db.Model):
+    """A one-time code for two-step sign-in without the phone. Hash only; used once."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("staff_user.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[dt.datetime | None]
+
+
 class AuditEvent(db.Model):
     """Who did or saw what, when, from where.
 
@@ -164,8 +230,15 @@ class AuditEvent(db.Model):
     ip_address: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(300))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The hash chain (proms/audit_chain.py, docs/audit.md): the link of the event before this
+    # one, and this event's own, an HMAC of that link and its fields. Set when it is inserted.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    chain_hash: Mapped[str] = mapped_column(String(64))
 
     __table_args__ = (
+        # One event after each link: two writers that raced past the chain's lock would fail
+        # here instead of forking the chain.
+        Index(None, "prev_hash", unique=True),
         Index(None, "patient_id", "occurred_at"),
         Index(None, "actor_id", "occurred_at"),
         Index(None, "action", "occurred_at"),
@@ -215,3 +288,7 @@ event.listen(
 )
 for _name, _statement in SQLITE_AUDIT_GUARD:
     event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+
+# Every event is chained to the one before when it is inserted: proms/audit_chain.py registers
+# the flush listener that does it. Imported with the model, so that no insert can miss it.
+from proms import audit_chain as _audit_chain  # noqa: E402, F401

@@ -14,11 +14,20 @@ from argon2 import PasswordHasher
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from proms.admin.models import Clinic
-from proms.auth.models import AuditEvent, ClinicMembership, LoginThrottle, Role, StaffUser
+from proms.auth import mfa
+from proms.auth.models import (
+    AuditEvent,
+    ClinicMembership,
+    LoginThrottle,
+    Role,
+    StaffSession,
+    StaffUser,
+)
 from proms.auth.passwords import password_problem, verify
+from proms.db import utcnow
 
 
 class AccountError(ValueError):
@@ -29,6 +38,8 @@ class LoginOutcome(enum.StrEnum):
     OK = "ok"
     BAD_CREDENTIALS = "bad_credentials"  # unknown email, wrong password or inactive account
     LOCKED = "locked"
+    CODE_NEEDED = "code_needed"  # the password is right; two-step sign-in asks for a code next
+    BAD_CODE = "bad_code"  # a wrong, reused or expired code
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +97,16 @@ def record_event(
     origin: RequestInfo | None = None,
     detail: dict[str, Any] | None = None,
     now: dt.datetime | None = None,
+    at_commit: bool = False,
 ) -> AuditEvent:
-    """Add one audit event."""
+    """Add one audit event; it is chained to the one before when it is inserted.
+
+    `at_commit`: insert it when the session commits rather than at the next flush, so a page
+    view holds the chain's lock only while it commits, not while it renders (its id is None
+    until then). See proms/audit_chain.py.
+    """
+    from proms import audit_chain  # its listeners chain every event; it imports this package
+
     origin = origin or RequestInfo()
     event = AuditEvent(
         action=action,
@@ -102,7 +121,10 @@ def record_event(
     )
     if now is not None:
         event.occurred_at = now
-    session.add(event)
+    if at_commit:
+        audit_chain.add_at_commit(session, event)
+    else:
+        session.add(event)
     return event
 
 
@@ -125,7 +147,6 @@ def create_staff(
         email=email,
         full_name=full_name,
         password_hash=hasher.hash(password),
-        session_token=secrets.token_hex(16),
     )
     user.memberships.append(ClinicMembership(clinic=clinic, role=role))
     session.add(user)
@@ -268,15 +289,95 @@ def authenticate(
     assert user is not None
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
+    if user.is_mfa_enabled:
+        # The code decides. The failure count stays until a code is right: otherwise the
+        # password, once known, would reset it between guesses of the code.
+        record_event(session, "login.password_accepted", actor=user, origin=origin, now=now)
+        return LoginResult(LoginOutcome.CODE_NEEDED, user=user)
     clear_throttle(session, email)
     user.last_login_at = now
     record_event(session, "login.succeeded", actor=user, origin=origin, now=now)
     return LoginResult(LoginOutcome.OK, user=user)
 
 
-def end_all_sessions(user: StaffUser) -> None:
-    """Invalidate every session cookie of the user (logout, password change)."""
-    user.session_token = secrets.token_hex(16)
+def check_code(
+    session: Session,
+    policy: LockoutPolicy,
+    user: StaffUser,
+    code: str,
+    *,
+    now: dt.datetime,
+    origin: RequestInfo,
+) -> LoginResult:
+    """The second step of a sign-in: a code, counted and locked like a wrong password.
+
+    A wrong code counts as a failed sign-in of the account's address (the same lockout), and
+    while the address is locked no code is looked at. Every attempt is audited.
+    """
+    throttle = find_throttle(session, user.email)
+    if throttle is not None and throttle.locked_until is not None and throttle.locked_until > now:
+        record_event(
+            session,
+            "login.locked",
+            actor=user,
+            is_success=False,
+            origin=origin,
+            now=now,
+            detail={"locked_until": throttle.locked_until.isoformat(), "step": "code"},
+        )
+        return LoginResult(LoginOutcome.LOCKED, locked_until=throttle.locked_until)
+    method = mfa.verify(session, user, code, now=now)
+    if method is None:
+        throttle = _count_failure(session, user.email, policy, now)
+        record_event(
+            session,
+            "login.code_failed",
+            actor=user,
+            is_success=False,
+            origin=origin,
+            now=now,
+            detail={"failures": throttle.failed_count},
+        )
+        if throttle.locked_until is not None:
+            return LoginResult(LoginOutcome.LOCKED, locked_until=throttle.locked_until)
+        return LoginResult(LoginOutcome.BAD_CODE)
+    clear_throttle(session, user.email)
+    user.last_login_at = now
+    record_event(
+        session,
+        "login.succeeded",
+        actor=user,
+        origin=origin,
+        now=now,
+        detail={"second_step": method.value},
+    )
+    return LoginResult(LoginOutcome.OK, user=user)
+
+
+def end_all_sessions(
+    user: StaffUser,
+    reason: str = "account_changed",
+    *,
+    now: dt.datetime | None = None,
+    keep: StaffSession | None = None,
+) -> int:
+    """End every open session record of the user but `keep`; how many ended.
+
+    Their cookies are worth nothing from the next request on (proms.auth.check_session).
+    """
+    session = object_session(user)
+    assert session is not None, "the user must belong to a session"
+    query = update(StaffSession).where(
+        StaffSession.user_id == user.id, StaffSession.ended_at.is_(None)
+    )
+    if keep is not None:
+        query = query.where(StaffSession.id != keep.id)
+    result = session.execute(
+        query.values(ended_at=now or utcnow(), end_reason=reason).execution_options(
+            synchronize_session=False
+        )
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 _DUMMY_HASHES: dict[tuple[int, int, int], str] = {}

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Clinic
-from proms.auth.models import PasswordToken, Role, StaffUser
+from proms.auth.models import PasswordToken, Role, StaffSession, StaffUser
 from proms.auth.services import clear_throttle, create_staff, end_all_sessions, grant
 from proms.checks import public_base_url
 
@@ -117,17 +117,22 @@ def consume(session: Session, token: PasswordToken, *, now: dt.datetime) -> bool
 
 
 def set_new_password(
-    session: Session, hasher: PasswordHasher, user: StaffUser, password: str, *, now: dt.datetime
+    session: Session,
+    hasher: PasswordHasher,
+    user: StaffUser,
+    password: str,
+    *,
+    now: dt.datetime,
+    keep: StaffSession | None = None,
 ) -> None:
     """Give the account a new password (already checked with `password_problem`).
 
-    Every other session ends (the caller signs the current one in again if it should go on),
-    the admin's "change your password" is done, unused links stop working and a lock on the
-    address is lifted.
+    Every session but `keep` (the browser that changed it) ends, the admin's "change your
+    password" is done, unused links stop working and a lock on the address is lifted.
     """
     user.password_hash = hasher.hash(password)
     user.must_change_password = False
-    end_all_sessions(user)
+    end_all_sessions(user, "password_changed", now=now, keep=keep)
     revoke(session, user, now=now)
     clear_throttle(session, user.email)
     session.flush()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from urllib.parse import urlsplit
 
 from flask import (
     Blueprint,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -15,11 +17,11 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 
-from proms.auth import services, tokens
+from proms.auth import mfa, services, sessions, tokens
 from proms.auth.audit import request_info
-from proms.auth.forms import ChangePasswordForm, LoginForm, NewPasswordForm
+from proms.auth.forms import ChangePasswordForm, CodeForm, LoginForm, NewPasswordForm
 from proms.auth.models import StaffUser
 from proms.auth.passwords import hasher_from_config, verify
 from proms.auth.roles import ANY_STAFF, public, requires
@@ -88,21 +90,92 @@ def login() -> ResponseReturnValue:
         form.form_errors.append("That email and password do not match an active account.")
         return render_template("auth/login.html", form=form), 401
 
-    assert result.user is not None
+    user = result.user
+    assert user is not None
     next_url = safe_next(request.args.get("next"))
-    if result.user.must_change_password:
+    if result.outcome is services.LoginOutcome.CODE_NEEDED:
+        # Not signed in yet: this browser only remembers (signed) who gave the right password.
+        # A fresh session: nothing from before (a planted CSRF token, say) carries over.
+        session.clear()
+        session[PENDING] = {"user": user.id, "at": now.timestamp(), "next": next_url}
+        return redirect(url_for("auth.login_code"))
+    if user.must_change_password:
         next_url = url_for("auth.change_password")
-    # A fresh session at login: nothing from before (a planted CSRF token, say) carries over.
-    session.clear()
-    start_session(result.user)
+    elif mfa.is_required(db.session, user):
+        next_url = url_for("auth.two_step_setup")  # not set up yet: nothing else until it is
+    sessions.sign_in_browser(db.session, user, now=now, origin=request_info())
+    db.session.commit()
     return redirect(next_url)
 
 
-def start_session(user: StaffUser) -> None:
-    """Sign the user in to this browser, with the account's current session token."""
-    login_user(user)
-    session.permanent = True
-    session["last_seen"] = utcnow().timestamp()
+# The Flask session key of a sign-in waiting for its code.
+PENDING = "pending_sign_in"
+
+
+def pending_sign_in(now: dt.datetime) -> tuple[StaffUser, str] | None:
+    """The user whose password this browser gave, and where to go next, if still waiting."""
+    pending = session.get(PENDING)
+    if not isinstance(pending, dict):
+        return None
+    user_id, at, next_url = pending.get("user"), pending.get("at"), pending.get("next")
+    if not isinstance(user_id, int) or not isinstance(at, float) or not isinstance(next_url, str):
+        return None
+    minutes = current_app.config["MFA_CODE_MINUTES"]
+    if not 0 <= now.timestamp() - at <= minutes * 60:
+        return None
+    user = db.session.get(StaffUser, user_id)
+    if user is None or not user.is_active or not user.is_mfa_enabled:
+        return None
+    return user, next_url
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+@public
+@limiter.limit(_login_limit, methods=["POST"])
+def login_code() -> ResponseReturnValue:
+    """The second step: a code from the phone app (or a recovery code), after the password."""
+    if current_user.is_authenticated:
+        return redirect(url_for("index"))
+    now = utcnow()
+    pending = pending_sign_in(now)
+    if pending is None:
+        session.pop(PENDING, None)
+        flash("Sign in with your email and password first. A code is asked for after.", "info")
+        return redirect(url_for("auth.login"))
+    user, next_url = pending
+    form = CodeForm()
+    if request.method == "GET":
+        return render_template("auth/login_code.html", form=form)
+    if not form.validate():
+        return render_template("auth/login_code.html", form=form), 400
+    result = services.check_code(
+        db.session, lockout_policy(), user, form.code.data or "", now=now, origin=request_info()
+    )
+    if result.outcome is services.LoginOutcome.LOCKED:
+        db.session.commit()
+        session.pop(PENDING, None)
+        assert result.locked_until is not None
+        minutes = max(1, round((result.locked_until - now).total_seconds() / 60))
+        flash(
+            "Too many wrong codes: this account is locked for "
+            f"{minutes} minute{'s' if minutes != 1 else ''}. "
+            "Try again later, or ask an administrator to unlock it.",
+            "error",
+        )
+        return redirect(url_for("auth.login"), 303)
+    if result.outcome is services.LoginOutcome.BAD_CODE:
+        db.session.commit()
+        form.form_errors.append(
+            "That code is not right, or it was used already. Enter the code your app shows "
+            "now, or one of your recovery codes."
+        )
+        form.code.data = ""
+        return render_template("auth/login_code.html", form=form), 401
+    if user.must_change_password:
+        next_url = url_for("auth.change_password")
+    sessions.sign_in_browser(db.session, user, now=now, origin=request_info())
+    db.session.commit()
+    return redirect(next_url)
 
 
 @bp.route("/logout", methods=["POST"])
@@ -111,7 +184,9 @@ def start_session(user: StaffUser) -> None:
 def logout() -> ResponseReturnValue:
     # CSRFProtect has already checked the token of LogoutForm.
     user = current_user._get_current_object()
-    services.end_all_sessions(user)
+    record = g.get("staff_session")
+    if record is not None:
+        sessions.end(db.session, record, sessions.EndReason.LOGOUT, now=utcnow())
     services.record_event(db.session, "logout", actor=user, origin=request_info())
     db.session.commit()
     logout_user()
@@ -171,10 +246,15 @@ def change_password() -> ResponseReturnValue:
     if not verify(hasher, user.password_hash, form.current_password.data or ""):
         form.current_password.errors = ["That is not your current password."]
         return render_template("auth/change_password.html", form=form), 400
-    tokens.set_new_password(db.session, hasher, user, form.new_password.data or "", now=utcnow())
+    tokens.set_new_password(
+        db.session,
+        hasher,
+        user,
+        form.new_password.data or "",
+        now=utcnow(),
+        keep=g.get("staff_session"),  # this browser goes on; every other session ends
+    )
     services.record_event(db.session, "password.changed", actor=user, origin=request_info())
     db.session.commit()
-    # Every other session of the account has ended (the token rotated); this one goes on.
-    start_session(user)
     flash("Your password is changed.", "info")
     return redirect(url_for("index"), 303)

@@ -11,6 +11,7 @@ import hashlib
 import json
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, undefer
 
 from proms.catalog.models import Instrument, InstrumentSource
@@ -130,7 +131,7 @@ def snapshot(
         )
     )
     if row is None:
-        row = Instrument(
+        fresh = Instrument(
             code=definition.code,
             version=definition.version,
             title=definition.title,
@@ -138,8 +139,22 @@ def snapshot(
             definition=definition.to_json(),
             definition_sha256=digest,
         )
-        session.add(row)
-        session.flush()
+        try:
+            # Two patients starting the same new questionnaire at once (PostgreSQL; SQLite's
+            # writers take turns) both find no row: the second waits on the first's insert,
+            # then hits the unique key. It takes the first's row instead of failing with a 500.
+            with session.begin_nested():
+                session.add(fresh)
+        except IntegrityError:
+            row = session.scalars(
+                select(Instrument).where(
+                    Instrument.code == definition.code,
+                    Instrument.version == definition.version,
+                    Instrument.definition_sha256 == digest,
+                )
+            ).one()
+        else:
+            row = fresh
     elif source is InstrumentSource.IMPORTED:
         # Imported again (perhaps after another file): it becomes the one in use. For imported
         # rows created_at is when they were last imported; the definition itself never changes.

@@ -26,10 +26,12 @@ import click
 from flask import Flask, current_app
 from sqlalchemy.orm import Session
 
+from proms.auth import mfa
 from proms.db import db, utcnow
 from proms.demo.context import DemoContext, DemoReport
 from proms.demo.history import close_windows, load_answers, load_withdrawals
 from proms.demo.people import (
+    DEMO_ADMIN_TOTP_SECRET,
     DEMO_CLINICS,
     DEMO_STAFF,
     load_clinics,
@@ -39,7 +41,15 @@ from proms.demo.people import (
     load_staff,
 )
 
-__all__ = ["DEMO_CLINICS", "DEMO_STAFF", "STEPS", "DemoReport", "init_app", "load_demo"]
+__all__ = [
+    "DEMO_ADMIN_TOTP_SECRET",
+    "DEMO_CLINICS",
+    "DEMO_STAFF",
+    "STEPS",
+    "DemoReport",
+    "init_app",
+    "load_demo",
+]
 
 STEPS: list[Callable[[DemoContext], None]] = [
     load_clinics,
@@ -70,7 +80,7 @@ def load_demo(
     return report
 
 
-@click.command("demo")
+@click.group("demo", invoke_without_command=True)
 @click.option("--seed", default=2021, show_default=True, help="Random seed of the synthetic data.")
 @click.option(
     "--size",
@@ -79,8 +89,14 @@ def load_demo(
     type=click.FloatRange(min=0.0, min_open=True, max=10.0),
     help="Patients per clinic as a share of the full demo (1 = 220 patients).",
 )
-def demo_command(seed: int, size: float) -> None:
-    """Load demonstration data (idempotent; refused in production)."""
+@click.pass_context
+def demo_command(context: click.Context, seed: int, size: float) -> None:
+    """Load demonstration data (idempotent; refused in production).
+
+    `proms demo code` prints the demo admin's current sign-in code instead.
+    """
+    if context.invoked_subcommand is not None:
+        return
     if current_app.config["ENV"] == "production":
         raise click.ClickException(
             "Demo data has well-known passwords: it is refused with PROMS_ENV=production."
@@ -94,6 +110,24 @@ def demo_command(seed: int, size: float) -> None:
     click.echo("Demo logins (development only):")
     for email, password, role, clinic in report.logins:
         click.echo(f"  {email:<34} {password:<24} {role:<12} {clinic}")
+    click.echo(
+        "The admin also enters a code after the password: run `proms demo code` for it, or add"
+        f" the key {mfa.grouped(DEMO_ADMIN_TOTP_SECRET)} to an authenticator app."
+    )
+
+
+@demo_command.command("code")
+def demo_code_command() -> None:
+    """Print the demo admin's two-step sign-in code now (from the demo's public key)."""
+    now = utcnow()
+    step = mfa.time_step(now)
+    left = mfa.STEP_SECONDS - int(now.timestamp()) % mfa.STEP_SECONDS
+    click.echo(mfa.code_at(DEMO_ADMIN_TOTP_SECRET, step))
+    click.echo(
+        f"The code of admin@demo.example.org, good for about {left} more seconds "
+        "(and the 30 after); each code signs in once.",
+        err=True,
+    )
 
 
 def init_app(app: Flask) -> None:

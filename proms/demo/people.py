@@ -65,6 +65,11 @@ DEMO_CLINICS = (
     ),
 )
 
+# The demo admin's two-step sign-in secret (RFC 6238, base32): fixed and public, like the
+# passwords, so that `proms demo code` (or any authenticator app given this key) makes the code
+# a newcomer needs to sign in as admin. Demo data only; admins everywhere else enrol their own.
+DEMO_ADMIN_TOTP_SECRET = "PROMSDEMOADMINSECRETFORDEVONLY22"  # noqa: S105 - public demo data
+
 # email, full name, clinic slug, role, password (demo only: `proms demo` refuses production).
 DEMO_STAFF = (
     ("admin@demo.example.org", "Avery Admin", "demo-pain", Role.ADMIN, "proms-demo-admin"),
@@ -197,8 +202,9 @@ def load_staff(ctx: DemoContext) -> None:
     hasher = hasher_from_config(current_app.config)
     for email, full_name, clinic_slug, role, password in DEMO_STAFF:
         clinic = clinic_by_slug(ctx.session, clinic_slug)
-        if find_staff(ctx.session, email) is None:
-            create_staff(
+        user = find_staff(ctx.session, email)
+        if user is None:
+            user = create_staff(
                 ctx.session,
                 hasher,
                 email=email,
@@ -208,6 +214,10 @@ def load_staff(ctx: DemoContext) -> None:
                 role=role,
             )
             ctx.report.count("staff users")
+        if role is Role.ADMIN and not user.is_mfa_enabled:
+            # Admins sign in with a code: the demo's is made from a known key (`proms demo code`).
+            user.mfa_secret = DEMO_ADMIN_TOTP_SECRET
+            user.mfa_enabled_at = ctx.now
         ctx.report.logins.append((email, password, role.value, clinic.name))
 
 

@@ -155,8 +155,11 @@ def valid_signature(
     (as its own libraries check), so both spellings are tried."""
     if not signature or not auth_token:
         return False
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters (a TypeError,
+    # so a 500), and a header is whatever the sender put in it.
+    given = signature.encode("utf-8", "surrogateescape")
     return any(
-        hmac.compare_digest(sign(auth_token, candidate, params), signature)
+        hmac.compare_digest(sign(auth_token, candidate, params).encode("ascii"), given)
         for candidate in _url_spellings(url)
     )
 

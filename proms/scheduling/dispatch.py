@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Channel, EnrollmentStatus, Patient
 from proms.checks import public_base_url
+from proms.db import trouble_status
 from proms.notify.base import OutgoingMessage, Rejected, Sender, Uncertain
 from proms.notify.channels import transport_of
 from proms.notify.texts import MessageContext, render
@@ -210,6 +211,9 @@ def dispatch_batch(
     outcomes: list[dict[str, Any]] = []
     revoked: list[bytes] = []
     recorded = time.monotonic()
+    # Outcomes already known are worth waiting for the database to come back: given up, their
+    # messages become `unknown` once the claim lapses. Half the lease leaves the rest to spare.
+    patience = settings.lease.total_seconds() / 2
     for item in handed:
         if stop():
             outcomes.append(_released(item))
@@ -218,10 +222,36 @@ def dispatch_batch(
             continue
         outcomes.append(_send(item, senders, now, settings, report, revoked))
         if time.monotonic() - recorded >= RECORD_EVERY_SECONDS:
-            _record(session, outcomes, revoked, now)
+            _record_patiently(session, outcomes, revoked, now, patience)
             recorded = time.monotonic()
-    _record(session, outcomes, revoked, now)
+    _record_patiently(session, outcomes, revoked, now, patience)
     return report
+
+
+def _record_patiently(
+    session: Session,
+    outcomes: list[dict[str, Any]],
+    revoked: list[bytes],
+    now: dt.datetime,
+    patience: float,
+) -> None:
+    """`_record`, tried again each second while the database is unreachable (a restart), for
+    at most `patience` seconds: the messages went, and only the record of it is missing."""
+    give_up = time.monotonic() + patience
+    while True:
+        try:
+            _record(session, outcomes, revoked, now)
+            return
+        except Exception as error:
+            if trouble_status(error) is None or time.monotonic() >= give_up:
+                raise
+            log.warning("recording %d outcomes: database unavailable, trying again", len(outcomes))
+            try:
+                session.rollback()
+            except Exception as again:
+                if trouble_status(again) is None:
+                    raise
+            time.sleep(1.0)
 
 
 def _record(

@@ -23,7 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 
-from proms.db import db, utcnow
+from proms.db import db, trouble_status, utcnow
 from proms.notify.base import Sender
 from proms.notify.channels import close_all, senders_for
 from proms.scheduling import dispatch, sweeps
@@ -59,12 +59,16 @@ class Runner:
                 return f"{sweep.id}: not run (stopping)"
             try:
                 line = sweep.run(self, now or utcnow())
-            except Exception:
-                db.session.rollback()
-                log.exception("sweep %s failed", sweep.id)
+            except Exception as error:
+                if trouble_status(error) is None:
+                    log.exception("sweep %s failed", sweep.id)
+                else:
+                    # The database restarting or full: one line a sweep, not a traceback a
+                    # second; the next run tries again (bench/soak/faults.py restarts it).
+                    log.warning("sweep %s: database unavailable (%s)", sweep.id, _first_line(error))
                 return f"{sweep.id}: failed"
             finally:
-                db.session.remove()
+                _end_session()
         log.info("%s: %s", sweep.id, line)
         return f"{sweep.id}: {line}"
 
@@ -109,6 +113,25 @@ class Runner:
             with self._busy:  # the sweep in hand finishes its message (it sees `stopping`)
                 close_all(self.senders)
             log.info("scheduler %s stopped", self.worker)
+
+
+def _end_session() -> None:
+    """Roll back and end the sweep's session, even on a connection the server dropped (the
+    rollback fails there; the connection is retired and a second try ends the session)."""
+    for _ in range(2):
+        try:
+            db.session.rollback()
+            db.session.remove()
+            return
+        except Exception as error:
+            if trouble_status(error) is None:
+                raise
+    db.session.registry.clear()
+
+
+def _first_line(error: BaseException) -> str:
+    cause = getattr(error, "orig", None) or error
+    return f"{type(cause).__name__}: " + (str(cause).strip().splitlines() or [""])[0][:200]
 
 
 # The sweeps --------------------------------------------------------------------------------------

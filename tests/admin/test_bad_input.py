@@ -80,6 +80,7 @@ BUTTONS = {
     "admin.mark_message_sent": "shown for a failed or uncertain message",
     "admin.resend_message": "shown for a failed or uncertain message",
     "admin.send_message_now": "shown for an invitation held back while its questionnaire is open",
+    "admin.reset_two_step": "shown once the staff member has set up two-step sign-in",
 }
 # Input that a form rightly accepts, by (endpoint, variant): why, and whether it may change rows.
 ACCEPTED: dict[tuple[str, str], tuple[str, bool]] = {

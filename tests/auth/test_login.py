@@ -228,7 +228,7 @@ def test_activity_keeps_the_session_alive(
         assert client.get("/patients").status_code == 200
 
 
-def test_logout_needs_csrf_and_ends_every_session(app: Flask, world: World) -> None:
+def test_logout_needs_csrf_and_ends_its_session(app: Flask, world: World) -> None:
     first, second = app.test_client(), app.test_client()
     login(first, "clinician@a.example.org")
     login(second, "clinician@a.example.org")
@@ -240,13 +240,14 @@ def test_logout_needs_csrf_and_ends_every_session(app: Flask, world: World) -> N
     response = first.post("/logout", data={"csrf_token": token})
     assert response.status_code == 302
     assert first.get("/patients").status_code == 302
-    # The other browser, and a replay of the old cookie, are signed out too.
-    assert second.get("/patients").status_code == 302
+    # A replay of the old cookie gets nothing; another browser's session is its own (the
+    # account page and an admin's "sign out everywhere" end those: tests/auth/test_sessions.py).
+    assert second.get("/patients").status_code == 200
     replay = app.test_client()
     with replay.session_transaction() as session:
         session.update(stolen)
     assert replay.get("/patients").status_code == 302
-    assert audit_actions("clinician@a.example.org")[-1] == ("logout", True)
+    assert ("logout", True) in audit_actions("clinician@a.example.org")
 
 
 def test_logged_in_user_visiting_login_goes_to_patients(client, world: World) -> None:

@@ -125,7 +125,10 @@ def test_in_production_the_page_says_they_cannot_be_sent(make_app, world: World)
     from tests.helpers import login
 
     app = make_app(
-        ENV="production", SECRET_KEY="x" * 40, PUBLIC_BASE_URL="https://proms.example.org"
+        ENV="production",
+        SECRET_KEY="x" * 40,
+        AUDIT_CHAIN_KEY="a" * 40,
+        PUBLIC_BASE_URL="https://proms.example.org",
     )
     client = app.test_client()
     login(client, "clinician@a.example.org")

@@ -34,17 +34,15 @@ from proms.admin.enrollment import enroll
 from proms.admin.models import Patient, Protocol
 from proms.admin.protocol_editing import save_edit, spec_of
 from proms.admin.services import BUNDLED_PROTOCOL, bundled_protocol, install_protocol
+from proms.auth import mfa, sessions
 from proms.auth.models import AuditEvent, Role, StaffUser
+from proms.auth.services import RequestInfo
 from proms.db import db, utcnow
 from proms.scheduling.models import Notification, NotificationStatus
 from tests.helpers import PASSWORD, World, add_patient, login, patient_today
-from tests.security.test_route_roles import (
-    Objects,
-    _is_public_endpoint,
-    _objects,
-    _rules,
-    _url,
-)
+from tests.security import routes
+from tests.security.routes import Objects
+from tests.security.test_route_roles import is_public_endpoint
 
 # URL arguments that name one patient's data: a GET of such a page is a view of patient data.
 PATIENT_OBJECTS = {"patient_id", "enrollment_id", "assessment_id", "notification_id", "alert_id"}
@@ -250,6 +248,41 @@ def _import_file(context: Context) -> dict[str, Any]:
     return {"file": (io.BytesIO(csv.encode()), "patients.csv")}
 
 
+def _acting_admin(context: Context) -> StaffUser:
+    db.session.expire_all()
+    return context.world.user("a", Role.ADMIN)
+
+
+def _turn_two_step_off(context: Context) -> None:
+    """The acting admin has not set it up yet (as if reset): the set-up page shows a key."""
+    mfa.reset(db.session, _acting_admin(context))
+    db.session.commit()
+
+
+def _code_of_the_key_shown(context: Context) -> dict[str, Any]:
+    """What the phone app shows for the key the set-up page just offered."""
+    secret = _acting_admin(context).mfa_pending_secret
+    assert secret is not None
+    return {"code": mfa.code_at(secret, mfa.time_step(utcnow()))}
+
+
+def _another_browser(context: Context) -> None:
+    """The acting admin is signed in somewhere else too; the URL names that session."""
+    record, _raw = sessions.start(
+        db.session, _acting_admin(context), now=utcnow(), origin=RequestInfo()
+    )
+    db.session.commit()
+    context.objects = dataclasses.replace(context.objects, staff_session_id=record.id)
+
+
+def _colleague_has_two_step(context: Context) -> None:
+    user = db.session.get(StaffUser, context.objects.user_id)
+    assert user is not None
+    user.mfa_secret = mfa.new_secret()
+    user.mfa_enabled_at = utcnow()
+    db.session.commit()
+
+
 CASES: dict[str, Case] = {
     "admin.paper_answers": Case(changes=lambda c: {"source": "paper"}),
     "admin.edit_clinic": Case(changes=lambda c: {"name": f"Clinic A {c.number}"}),
@@ -322,6 +355,12 @@ CASES: dict[str, Case] = {
     "care.download_export": Case(page="care.exports_page"),
     "care.acknowledge_alert": Case(page="care.patient"),
     "care.resolve_alert": Case(page="care.patient"),
+    "auth.two_step_setup": Case(setup=_turn_two_step_off, changes=_code_of_the_key_shown),
+    "auth.new_recovery_codes": Case(page="auth.account"),
+    "auth.end_session": Case(page="auth.account", setup=_another_browser),
+    "auth.end_other_sessions": Case(page="auth.account", setup=_another_browser),
+    "admin.sign_out_everywhere": Case(page="admin.staff_member"),
+    "admin.reset_two_step": Case(page="admin.staff_member", setup=_colleague_has_two_step),
 }
 
 
@@ -361,14 +400,15 @@ def _fresh(world: World) -> Objects:
     """One of each object, of a patient no other case has touched."""
     patient = add_patient(world.clinic_a, f"AUD{next(_numbers)}")
     db.session.commit()
-    return _objects(dataclasses.replace(world, patients_a=[patient, *world.patients_a]), "a")
+    with_patient = dataclasses.replace(world, patients_a=[patient, *world.patients_a])
+    return routes.make_objects(with_patient, "a")
 
 
 def _staff_rules(app: Flask, method: str) -> list[Rule]:
     return [
         rule
-        for rule in _rules(app)
-        if not _is_public_endpoint(rule.endpoint) and method in (rule.methods or set())
+        for rule in routes.rules(app)
+        if not is_public_endpoint(rule.endpoint) and method in (rule.methods or set())
     ]
 
 
@@ -384,7 +424,7 @@ def test_every_view_of_patient_data_is_audited(app: Flask, world: World) -> None
     for rule in rules:
         user = _user(world, app.view_functions[rule.endpoint].allowed_roles)
         client = clients.setdefault(user.id, _client(app, user))
-        url = _url(app, rule, _fresh(world))
+        url = routes.url(app, rule, _fresh(world))
         before = _audit_count()
         response = client.get(url)
         assert response.status_code == 200, (rule.rule, response.status_code)
@@ -397,6 +437,8 @@ def test_every_change_is_audited(app: Flask, world: World) -> None:
     rules = [rule for rule in _staff_rules(app, "POST") if rule.endpoint not in EXEMPT]
     unknown = sorted(rule.endpoint for rule in rules if rule.endpoint not in CASES)
     assert not unknown, f"add these POST routes to CASES (or EXEMPT, with the reason): {unknown}"
+    # Each route signs in afresh: some forty sign-ins from one address within the minute.
+    app.config["LOGIN_RATE_LIMIT"] = "1000 per minute"
     missing, problems = [], []
     # The password change last: the others sign in with the password it changes.
     rules.sort(key=lambda rule: (rule.endpoint == "auth.change_password", rule.rule))
@@ -407,8 +449,8 @@ def test_every_change_is_audited(app: Flask, world: World) -> None:
         context = Context(world, _fresh(world), client, next(_numbers))
         if case.setup is not None:
             case.setup(context)
-        action = _url(app, rule, context.objects)
-        page = _url(app, _rule(app, case.page), context.objects) if case.page else action
+        action = routes.url(app, rule, context.objects)
+        page = routes.url(app, _rule(app, case.page), context.objects) if case.page else action
         before = _audit_count()
         problem = _press(client, page, action, case, context)
         if problem:

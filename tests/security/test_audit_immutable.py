@@ -148,9 +148,11 @@ def test_the_migrated_schema_has_the_guard(scratch_databases) -> None:  # type: 
         with engine.begin() as connection:
             connection.execute(
                 sa.text(
-                    "INSERT INTO audit_event (occurred_at, action, is_success, detail)"
-                    " VALUES ('2026-03-02 15:00:00+00:00', 'logout', true, '{}')"
-                )
+                    "INSERT INTO audit_event"
+                    " (occurred_at, action, is_success, detail, prev_hash, chain_hash)"
+                    " VALUES ('2026-03-02 15:00:00+00:00', 'logout', true, '{}', :genesis, :h)"
+                ),
+                {"genesis": "0" * 64, "h": "1" * 64},
             )
         for statement in (
             "UPDATE audit_event SET action = 'login.succeeded'",

@@ -89,6 +89,7 @@ class ClinicForm(FlaskForm):
         render_kw={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "none"},
     )
     show_patient_scores = BooleanField("Patients see their scores after they answer")
+    requires_mfa = BooleanField("Require two-step sign-in for all staff")
     quiet_hours_start = TimeField(
         "No messages from",
         format=TIME_FORMATS,

@@ -22,6 +22,7 @@ from proms.admin.views import (  # noqa: E402
     patients,
     protocols,
     staff,
+    staff_sign_in,
     worklist,
 )
 
@@ -35,5 +36,6 @@ __all__ = [
     "patients",
     "protocols",
     "staff",
+    "staff_sign_in",
     "worklist",
 ]

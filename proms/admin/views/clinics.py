@@ -27,6 +27,7 @@ CLINIC_FIELDS = (
     "alert_email",
     "next_steps_en",
     "next_steps_es",
+    "requires_mfa",
 )
 
 
