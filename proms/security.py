@@ -230,10 +230,19 @@ def check_form_size() -> None:
     Sizes come from the Content-Length header (or, for a chunked body, from reading at most the
     limit): a 3 MB field or 380,000 empty fields cost an anonymous sender nothing but a 413.
     """
-    if request.method not in UNSAFE_METHODS or request.mimetype != URLENCODED:
+    if request.method not in UNSAFE_METHODS or request.mimetype not in (URLENCODED, MULTIPART):
         return
     config = current_app.config
     public = request.blueprint == "surveys" or request.endpoint in config["PUBLIC_FORM_ENDPOINTS"]
+    if request.mimetype == MULTIPART:
+        # A file upload: staff imports keep MAX_CONTENT_LENGTH; anyone else's multipart post
+        # (a mail client's one-click unsubscribe may send one) gets the public allowance, set
+        # before check_text parses it.
+        if public:
+            request.max_content_length = config["PUBLIC_FORM_MAX_BYTES"]
+            if (request.content_length or 0) > config["PUBLIC_FORM_MAX_BYTES"]:
+                abort(413)
+        return
     max_bytes = config["PUBLIC_FORM_MAX_BYTES" if public else "FORM_MAX_BYTES"]
     max_fields = config["PUBLIC_FORM_MAX_FIELDS" if public else "FORM_MAX_FIELDS"]
     if request.content_length is not None and request.content_length > max_bytes:

@@ -67,7 +67,10 @@ def check_session() -> ResponseReturnValue | None:
     A cookie whose record has ended (logout, "sign out everywhere", a password change) signs
     nobody in: the request goes on as anonymous, and the cookie is cleared.
     """
-    if request.endpoint in (None, "static", "health.healthz") or request.blueprint == "surveys":
+    if (
+        request.endpoint in (None, "static", "health.healthz", "health.readyz")
+        or request.blueprint == "surveys"
+    ):
         # Patient pages have no staff sign-in to time out: no user is loaded for them (which
         # would also mark the session changed and send its cookie again).
         return None
@@ -97,7 +100,15 @@ def check_session() -> ResponseReturnValue | None:
 
 # Pages open to a signed-in user who must choose a new password first.
 NEW_PASSWORD_EXEMPT = frozenset(
-    {None, "static", "health.healthz", "auth.change_password", "auth.logout", "auth.set_password"}
+    {
+        None,
+        "static",
+        "health.healthz",
+        "health.readyz",
+        "auth.change_password",
+        "auth.logout",
+        "auth.set_password",
+    }
 )
 
 
@@ -112,7 +123,15 @@ def require_new_password() -> ResponseReturnValue | None:
 
 # Pages open to a signed-in user who must set up two-step sign-in first.
 ENROLMENT_EXEMPT = frozenset(
-    {None, "static", "health.healthz", "auth.two_step_setup", "auth.logout", "auth.set_password"}
+    {
+        None,
+        "static",
+        "health.healthz",
+        "health.readyz",
+        "auth.two_step_setup",
+        "auth.logout",
+        "auth.set_password",
+    }
 )
 
 

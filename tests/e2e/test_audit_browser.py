@@ -91,14 +91,14 @@ def test_an_admin_reads_the_audit_log(visit: Visit) -> None:
     expect(visit.heading()).to_have_text("Audit log")
     entries = page.locator("ol.audit > li")
     # Newest first: the admin's worklist (the first page after signing in), the admin's
-    # sign-in, then the seeded events.
-    expect(entries).to_have_count(6)
+    # sign-in (its code, then its password), then the seeded events.
+    expect(entries).to_have_count(7)
     expect(entries.nth(0)).to_contain_text("Rosa Ramirez-Castellanos viewed the worklist")
-    refused = entries.nth(2)
+    refused = entries.nth(3)
     expect(refused).to_contain_text("Chidi Okonkwo-Abernathy tried to sign in")
     expect(refused).to_contain_text("refused")
     expect(refused).to_contain_text("Safari 17 on iPhone")
-    change = entries.nth(3)
+    change = entries.nth(4)
     expect(change).to_contain_text("changed a patient's details")
     expect(change.get_by_role("row", name="phone")).to_contain_text("+12165550142")
     expect(change.get_by_role("row", name="phone")).to_contain_text("+12165550199")
