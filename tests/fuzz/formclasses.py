@@ -87,15 +87,18 @@ def hidden_fields(names: set[str]) -> set[str]:
 QUERY_FORM = re.compile(r"\b([A-Z][A-Za-z]*Form)\(\s*request\.args\b")
 
 
-def query_forms() -> set[str]:
+@functools.cache
+def query_forms() -> frozenset[str]:
     """The form classes views build from the query string (filters): fuzzed as query keys."""
     found: set[str] = set()
     for path in Path(proms.__file__).parent.rglob("*.py"):
         found.update(QUERY_FORM.findall(path.read_text(encoding="utf-8")))
-    return found
+    return frozenset(found)
 
 
-def query_field_names() -> set[str]:
-    return {
+@functools.cache
+def query_field_names() -> frozenset[str]:
+    """Read once per run: the source is scanned for every class, and asked for every page."""
+    return frozenset(
         name for cls in form_classes() if cls.__name__ in query_forms() for name in field_names(cls)
-    }
+    )

@@ -98,9 +98,7 @@ def test_every_page_takes_any_query_without_failing_or_changing_anything(
         pages[endpoint] = (who, url, PageForm(url, "GET", "", fields))
     saved = {"rows": fingerprint()}
 
-    # About one query for every eighth page per run (a long run, PROMS_FUZZ_EXAMPLES, visits
-    # each page many times): the pages with their fingerprints cost a second a visit.
-    @scaled(len(pages) / 64)
+    @scaled(len(pages) / 8)  # about one query per page per default example count
     @given(data=st.data())
     def visit(data: st.DataObject) -> None:
         endpoint = data.draw(st.sampled_from(sorted(pages)), label="page")
