@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo
 
 from faults_procs import BIN, run
+from world import ZONES
 
 # The faults run side by side in threads; proms apps are built and used in this process one at a
 # time (Flask-SQLAlchemy's `db` and the mappers are process-wide).
@@ -41,30 +42,6 @@ def one_at_a_time(function: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-# Zones spanning the day; the seed picks one where it is between 01:00 and 06:00 now (inside
-# every clinic's quiet hours, 21:00-08:00 as shipped).
-ZONES = (
-    "Pacific/Honolulu",
-    "America/Los_Angeles",
-    "America/Denver",
-    "America/Chicago",
-    "America/New_York",
-    "America/Sao_Paulo",
-    "Atlantic/Azores",
-    "Europe/London",
-    "Europe/Berlin",
-    "Europe/Helsinki",
-    "Asia/Dubai",
-    "Asia/Karachi",
-    "Asia/Dhaka",
-    "Asia/Bangkok",
-    "Asia/Shanghai",
-    "Asia/Tokyo",
-    "Australia/Sydney",
-    "Pacific/Auckland",
-)
-
-
 PROTOCOL = "ketamine-infusion-course"
 
 
@@ -77,6 +54,8 @@ class SeededPatient:
     questions: int
 
 
+# Of the load's zones, which span the day (bench/soak/world.py), the one where it is between
+# 01:00 and 06:00 now: inside every clinic's quiet hours (21:00-08:00 as shipped).
 def night_zone(now: dt.datetime) -> str:
     for zone in ZONES:
         if 1 <= now.astimezone(ZoneInfo(zone)).hour < 6:
