@@ -908,7 +908,7 @@ def signed_in(app: Flask, email: str) -> Any:
     (admins must use it: the bench's admin gets a key here, on data made before it had one)."""
     with app.app_context():
         user = db.session.scalars(sa.select(StaffUser).where(StaffUser.email == email)).one()
-        if user.mfa_secret is None:
+        if user.mfa_secret is None and mfa.is_required(db.session, user):
             user.mfa_secret = mfa.new_secret()
             user.mfa_enabled_at = utcnow()
             db.session.commit()

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from flask import abort, current_app, g
 from flask_login import current_user
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from proms.admin.models import Clinic, Patient
 from proms.auth.models import Role, StaffUser
@@ -94,8 +94,9 @@ def check_clinic(clinic_id: int) -> None:
 
 
 def patient_for(session: Session, patient_id: int) -> Patient:
-    """The patient, if the current user holds the view's role in the patient's clinic."""
-    patient = session.get(Patient, patient_id)
+    """The patient, if the current user holds the view's role in the patient's clinic (with
+    the clinic, which patient pages show: one statement)."""
+    patient = session.get(Patient, patient_id, options=[joinedload(Patient.clinic)])
     if patient is None:
         abort(404)
     check_clinic(patient.clinic_id)

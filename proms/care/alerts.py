@@ -102,8 +102,16 @@ def inbox(
 
 
 def patient_alerts(session: Session, patient: Patient) -> list[Alert]:
-    """A patient's alerts, newest first, with what their rows show (for the patient page)."""
-    query = _with_context(select(Alert).where(Alert.patient_id == patient.id))
+    """A patient's alerts, newest first, with who acted on them (for the patient page).
+
+    Their patient is `patient`, and their questionnaires are the page's, loaded before this:
+    found in the session rather than joined in again for every alert.
+    """
+    query = (
+        select(Alert)
+        .where(Alert.patient_id == patient.id)
+        .options(joinedload(Alert.acknowledged_by), joinedload(Alert.resolved_by))
+    )
     return list(session.scalars(query.order_by(Alert.created_at.desc(), Alert.id.desc())))
 
 

@@ -19,12 +19,28 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
+import threading
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from sqlalchemy import ColumnElement, Text, and_, case, cast, exists, func, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Text,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from proms.admin.models import (
@@ -300,7 +316,14 @@ def cohort_report(
 
     patients, courses, returned, whole = _courses_and_returns(session, scope)
     scope.whole = whole  # if so, the later aggregates check no row's course
-    completion, staff_side_effects = _completion(session, scope, now.date(), confidence)
+    found = run_aggregates(
+        session,
+        completion=lambda s: _completion(s, scope, now.date(), confidence),
+        measures=lambda s: _measures(s, scope, timepoints, definitions, now, confidence),
+        checklists=lambda s: _checklists(s, scope, timepoints, definitions, confidence),
+        funnel=lambda s: _funnel(s, scope),
+    )
+    completion, staff_side_effects = found["completion"]
     return CohortReport(
         protocol_slug=protocol_slug,
         protocol_name=protocols[-1].name,
@@ -312,13 +335,48 @@ def cohort_report(
         confidence=confidence,
         courses=courses,
         patients=patients,
-        measures=_measures(session, scope, timepoints, definitions, now, confidence),
+        measures=found["measures"],
         completion=completion,
         returned=proportion(returned, patients, confidence),
         staff_side_effects=staff_side_effects,
-        checklists=_checklists(session, scope, timepoints, definitions, confidence),
-        funnel=_funnel(session, scope),
+        checklists=found["checklists"],
+        funnel=found["funnel"],
     )
+
+
+# A snapshot's name as pg_export_snapshot() writes it, e.g. 00000003-0000001B-1.
+_SNAPSHOT_NAME = re.compile(r"[0-9A-F]+-[0-9A-F]+(-[0-9]+)?")
+
+
+def run_aggregates(session: Session, **jobs: Callable[[Session], Any]) -> dict[str, Any]:
+    """Run the report's large aggregates, each on a session it is given.
+
+    On PostgreSQL they run at once, each on a connection of its own, so that the report takes
+    about as long as its slowest aggregate rather than the sum of them (the database server
+    uses a core for each). Every connection imports the snapshot this session exports: the
+    aggregates see the database as of one moment, as they would one after the other in one
+    REPEATABLE READ transaction. On SQLite (one writer, and a file read by one process) and
+    on a session bound to a connection rather than an engine, they run one after the other
+    on `session` itself.
+    """
+    bind = session.get_bind()
+    if not (isinstance(bind, Engine) and bind.dialect.name == "postgresql" and len(jobs) > 1):
+        return {name: job(session) for name, job in jobs.items()}
+    snapshot = str(session.scalar(text("SELECT pg_export_snapshot()")))
+    if not _SNAPSHOT_NAME.fullmatch(snapshot):  # it is spliced into a statement below
+        raise RuntimeError(f"unexpected snapshot name {snapshot!r}")
+
+    def run(job: Callable[[Session], Any]) -> Any:
+        with bind.connect() as connection:
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                connection.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                with Session(bind=connection) as worker:
+                    return job(worker)
+
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="cohort") as pool:
+        futures = {name: pool.submit(run, job) for name, job in jobs.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 class _Scope:
@@ -409,6 +467,10 @@ class _Definitions:
         self.session = session
         self.registry = registry
         self._stored: dict[tuple[str, str], InstrumentDefinition | None] = {}
+        # The aggregates may run in threads (`run_aggregates`): a version this release no longer
+        # ships is read through the caller's session one thread at a time (the caller itself
+        # only waits meanwhile).
+        self._lock = threading.Lock()
 
     def get(self, code: str, version: str | None = None) -> InstrumentDefinition | None:
         try:
@@ -417,16 +479,17 @@ class _Definitions:
             pass
         if version is None:
             return None
-        if (code, version) not in self._stored:
-            # A version this release no longer ships: one query per such version (not per row).
-            row = self.session.scalar(
-                select(Instrument)
-                .where(Instrument.code == code, Instrument.version == version)
-                .order_by(Instrument.created_at.desc(), Instrument.id.desc())
-                .limit(1)
-            )
-            self._stored[(code, version)] = stored_definition(row) if row is not None else None
-        return self._stored[(code, version)]
+        with self._lock:
+            if (code, version) not in self._stored:
+                # A version this release no longer ships: one query per such version.
+                row = self.session.scalar(
+                    select(Instrument)
+                    .where(Instrument.code == code, Instrument.version == version)
+                    .order_by(Instrument.created_at.desc(), Instrument.id.desc())
+                    .limit(1)
+                )
+                self._stored[(code, version)] = stored_definition(row) if row else None
+            return self._stored[(code, version)]
 
     def pinned_version(self, timepoint: ProtocolTimepoint, code: str) -> str | None:
         """The version a time point asks for (the catalogue's current one when not pinned)."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from proms.admin.models import Patient
 from proms.scheduling.models import (
-    Assessment,
     Notification,
     NotificationKind,
     NotificationStatus,
@@ -154,37 +153,25 @@ def recent_messages(
 
     A message cancelled ahead of its time (a withdrawal, an opt-out) is part of the plan the
     course page shows, not of what happened.
+
+    One statement reads the patient's whole outbox by its index (a few dozen rows a course),
+    whatever the size of the table: counting the patient's waiting messages from the
+    (status, send_after) index instead would read every clinic's waiting messages. Their
+    questionnaires are the patient page's, already loaded: no statement per row.
     """
-    happened = or_(Notification.send_after <= now, Notification.status.in_(TRIED))
-    with_timepoint = joinedload(Notification.assessment).joinedload(Assessment.timepoint)
-    rows = session.scalars(
-        select(Notification)
-        .where(Notification.patient_id == patient.id, happened)
-        .options(with_timepoint)
-        .order_by(Notification.send_after.desc(), Notification.id.desc())
-        .limit(limit)
-    ).all()
-    total = session.scalar(
-        select(func.count())
-        .select_from(Notification)
-        .where(Notification.patient_id == patient.id, happened)
+    rows = session.scalars(select(Notification).where(Notification.patient_id == patient.id)).all()
+    happened = sorted(
+        (r for r in rows if r.send_after <= now or r.status in TRIED),
+        key=lambda r: (r.send_after, r.id),
+        reverse=True,
     )
-    waiting = (
-        Notification.patient_id == patient.id,
-        Notification.status == NotificationStatus.PENDING,
-        Notification.send_after > now,
+    waiting = sorted(
+        (r for r in rows if r.status is NotificationStatus.PENDING and r.send_after > now),
+        key=lambda r: (r.send_after, r.id),
     )
-    upcoming = session.scalar(select(func.count()).select_from(Notification).where(*waiting))
-    following = session.scalars(
-        select(Notification)
-        .where(*waiting)
-        .options(with_timepoint)
-        .order_by(Notification.send_after, Notification.id)
-        .limit(1)
-    ).first()
     return RecentMessages(
-        lines=[describe_message(row, now) for row in rows],
-        older=(total or 0) - len(rows),
-        upcoming=upcoming or 0,
-        next_planned=describe_message(following, now) if following else None,
+        lines=[describe_message(row, now) for row in happened[:limit]],
+        older=max(0, len(happened) - limit),
+        upcoming=len(waiting),
+        next_planned=describe_message(waiting[0], now) if waiting else None,
     )

@@ -13,6 +13,7 @@ import datetime as dt
 import io
 import json
 import random
+import threading
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,7 +24,14 @@ from proms.admin.courses import record_session
 from proms.admin.enrollment import enroll, withdraw
 from proms.admin.models import Clinic, Enrollment, Patient, Protocol
 from proms.auth.models import AuditEvent, Role
-from proms.care.cohort import CSV_COLUMNS, CohortReport, Measure, OutcomeRow, cohort_report
+from proms.care.cohort import (
+    CSV_COLUMNS,
+    CohortReport,
+    Measure,
+    OutcomeRow,
+    cohort_report,
+    run_aggregates,
+)
 from proms.care.deidentify import Identity
 from proms.care.exports import ExportFormat, ExportSpec, export
 from proms.care.snapshots import CohortSnapshot, report_from_json, report_to_json
@@ -579,7 +587,10 @@ def test_the_number_of_statements_does_not_grow_with_the_cohort(world: World) ->
             found = cohort_report(
                 db.session, registry, clinic_ids=clinic_ids, protocol_slug=slug, now=NOW
             )
-        return found, [s for s in statements if not s.startswith("BEGIN")]  # SQLite's own
+        # Not counted: SQLite's BEGIN, and on PostgreSQL the shared snapshot that the four
+        # connections of the aggregates import (test_the_aggregates_read_one_moment).
+        shared = ("BEGIN", "SELECT pg_export_snapshot()", "SET TRANSACTION SNAPSHOT")
+        return found, [s for s in statements if not s.startswith(shared)]
 
     build(world, simulated(2, seed=3), prefix="F")
     small, few = run()
@@ -591,6 +602,42 @@ def test_the_number_of_statements_does_not_grow_with_the_cohort(world: World) ->
     # The protocol with its time points and clinics (3), the checklist's questionnaire (1),
     # then seven aggregates.
     assert len(many) == 11
+
+
+def test_the_aggregates_read_one_moment(world: World, database_url: str) -> None:
+    """On PostgreSQL the report's aggregates run at once on connections of their own: each
+    imports one snapshot, so a row committed while they run is in none of them. On SQLite they
+    run one after the other in the caller's transaction, with the same result."""
+    clinic_id = world.clinic_a.id
+    counted = db.session.scalar(select(sa.func.count()).select_from(Patient))
+    committed = threading.Event()
+    other = sa.create_engine(database_url, poolclass=sa.pool.NullPool)
+
+    def add_a_patient(_session: sa.orm.Session) -> None:
+        with other.begin() as connection:
+            connection.execute(
+                sa.insert(Patient).values(
+                    clinic_id=clinic_id,
+                    mrn="LATE-1",
+                    given_name="Late",
+                    family_name="Arrival",
+                    time_zone="America/New_York",
+                    language="en",
+                )
+            )
+        committed.set()
+
+    def count_patients(session: sa.orm.Session) -> int | None:
+        assert committed.wait(10)  # after the other aggregate committed its row
+        return session.scalar(select(sa.func.count()).select_from(Patient))
+
+    try:
+        found = run_aggregates(db.session, add=add_a_patient, count=count_patients)
+    finally:
+        other.dispose()
+    assert found["count"] == counted
+    db.session.rollback()
+    assert db.session.scalar(select(sa.func.count()).select_from(Patient)) == counted + 1
 
 
 # The command line ------------------------------------------------------------------------------
