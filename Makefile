@@ -54,7 +54,9 @@ sweep: install
 # run side by side (each is one process; a machine has at least two cores): the SQLite pass
 # prints as it goes, the PostgreSQL pass's report follows it. The wheel test
 # (tests/test_wheel.py: build, install in a fresh venv, serve) runs once, in the SQLite pass: it
-# uses a SQLite file of its own whatever --database says.
+# uses a SQLite file of its own whatever --database says. The PostgreSQL pass runs only the
+# tests that depend on the database (--database-dependent-only: those using a fixture built on
+# `database_kind`, tests/conftest.py); the others, the same on either, run in the SQLite pass.
 test: install node_modules/.package-lock.json
 	@if [ -z "$$PROMS_TEST_POSTGRES_URL" ]; then \
 		$(BIN)/pytest $(PYTEST_ARGS); status=$$?; \
@@ -62,7 +64,8 @@ test: install node_modules/.package-lock.json
 		exit $$status; \
 	fi; \
 	out=$$(mktemp -d); \
-	$(BIN)/pytest --database=postgresql -m "not wheel" $(PYTEST_ARGS) > $$out/log 2>&1 & pg=$$!; \
+	$(BIN)/pytest --database=postgresql --database-dependent-only -m "not wheel" $(PYTEST_ARGS) \
+		> $$out/log 2>&1 & pg=$$!; \
 	trap 'kill $$pg 2>/dev/null; rm -rf $$out' EXIT; \
 	echo "== SQLite pass (the PostgreSQL pass runs beside it; its report follows)"; \
 	$(BIN)/pytest $(PYTEST_ARGS); sqlite=$$?; \

@@ -32,6 +32,7 @@ from proms.auth.models import Role, StaffUser
 from proms.auth.passwords import hasher_from_config
 from proms.auth.services import create_staff
 from proms.db import Base, db, sqlite_begin
+from tests.compiled import SharedStatements, TemplateBytecode, share_url_builders
 from tests.helpers import (
     PASSWORD,
     TRANSLATIONS,
@@ -40,6 +41,7 @@ from tests.helpers import (
     World,
     add_patient,
     app_config,
+    dispose_emptying_engines,
     empty_tables,
     in_ci,
     login,
@@ -55,6 +57,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="sqlite",
         help="Run the suite on SQLite (default) or on PROMS_TEST_POSTGRES_URL.",
     )
+    parser.addoption(
+        "--database-dependent-only",
+        action="store_true",
+        help=(
+            "Deselect the tests that do not depend on --database: those that use no fixture "
+            "built on `database_kind` (database_url, make_app, app, world, ...) run the same on "
+            "either database. make test's PostgreSQL pass uses it; the SQLite pass runs all."
+        ),
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -65,6 +76,26 @@ def pytest_configure(config: pytest.Config) -> None:
     if in_ci():
         hypothesis.settings.load_profile("ci")
     enforce_under_ci(config)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --database-dependent-only, keep only the tests whose fixtures reach `database_kind`.
+
+    Every fixture that reads --database is built on `database_kind` (the database URL, the
+    scratch databases, and from them every app, client and world), and no test reads the option
+    otherwise. A test that uses none of them does exactly the same on SQLite and on PostgreSQL,
+    so a second pass on PostgreSQL would only repeat it (CONTRIBUTING.md, "Tests").
+    """
+    if not config.getoption("--database-dependent-only"):
+        return
+    kept: list[pytest.Item] = []
+    independent: list[pytest.Item] = []
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        (kept if "database_kind" in fixtures else independent).append(item)
+    if independent:
+        config.hook.pytest_deselected(items=independent)
+        items[:] = kept
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -82,6 +113,7 @@ def scratch_databases(
 ) -> Iterator[ScratchDatabases]:
     scratch = ScratchDatabases(database_kind, tmp_path_factory.mktemp("scratch"), [])
     yield scratch
+    dispose_emptying_engines()
     scratch.drop_all()
 
 
@@ -97,13 +129,41 @@ def database_url(scratch_databases: ScratchDatabases) -> Iterator[str]:
     return url
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _shared_url_builders() -> Iterator[None]:
+    """Every app of the run reuses werkzeug's URL builders for equal rules (tests/compiled.py)."""
+    with share_url_builders():
+        yield
+
+
+@pytest.fixture(scope="session")
+def template_bytecode() -> TemplateBytecode:
+    """Templates compiled once per run, for every app `make_app` builds (tests/compiled.py)."""
+    return TemplateBytecode()
+
+
+@pytest.fixture(scope="session")
+def shared_statements() -> SharedStatements:
+    """SQL statements compiled once per run, for every app `make_app` builds (tests/compiled.py)."""
+    return SharedStatements()
+
+
 @pytest.fixture
-def make_app(database_url: str, tmp_path: Path) -> Iterator[Callable[..., Flask]]:
+def make_app(
+    database_url: str,
+    tmp_path: Path,
+    template_bytecode: TemplateBytecode,
+    shared_statements: SharedStatements,
+) -> Iterator[Callable[..., Flask]]:
     """Build apps on the test database; every table is emptied after the test."""
     apps: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:
         app = create_app(app_config(database_url, **overrides))
+        app.jinja_env.bytecode_cache = template_bytecode
+        with app.app_context():
+            for engine in db.engines.values():
+                engine._compiled_cache = shared_statements
         app.instance_path = str(tmp_path / "instance")
         app.test_client_class = IsolatedClient
         apps.append(app)

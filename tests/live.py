@@ -130,7 +130,10 @@ def serve(app: Flask) -> Iterator[Server]:
     server: BaseWSGIServer = make_server(
         "127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler
     )
-    thread = threading.Thread(target=server.serve_forever, name="test-server", daemon=True)
+    # Polls for shutdown every 50 ms, not 0.5 s: shutdown() at the end waits for that.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-server", daemon=True
+    )
     thread.start()
     try:
         yield Server(app, "127.0.0.1", server.server_port, delay)

@@ -405,28 +405,51 @@ def test_a_sweep_without_its_database_logs_one_line_and_the_next_runs(
 
 class LockingSender:
     """Accepts every message (as the null channel does), and as it takes the first one another
-    process locks the whole database for `seconds`: longer than the busy timeout (5 s), so the
-    dispatcher's record of what it sent fails, as during a database restart."""
+    process locks the whole database: the dispatcher's record of what it sent waits out the busy
+    timeout (5 s) and fails, as during a database restart. The lock is let go once the
+    dispatcher has said it will try again (`release`), or after `seconds` at the latest; a fixed
+    lock barely longer than the busy timeout could end, on a busy machine, before the
+    dispatcher's wait did."""
 
     def __init__(self, database: Path, seconds: float) -> None:
         self.database = database
         self.seconds = seconds
         self.sent: list[int] = []
         self.released = threading.Event()
+        self._blocker: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
 
     def send(self, message: OutgoingMessage) -> str:
         if not self.sent:
             blocker = sqlite3.connect(self.database, timeout=5, check_same_thread=False)
             blocker.execute("BEGIN EXCLUSIVE")
-
-            def release() -> None:
-                blocker.rollback()
-                blocker.close()
-                self.released.set()
-
-            threading.Timer(self.seconds, release).start()
+            self._blocker = blocker
+            threading.Timer(self.seconds, self.release).start()
         self.sent.append(message.notification_id)
         return f"locked-test:{message.notification_id}"
+
+    def release(self) -> None:
+        with self._lock:
+            if self._blocker is not None:
+                self._blocker.rollback()
+                self._blocker.close()
+                self._blocker = None
+                self.released.set()
+
+
+class ReleaseOnRetry(logging.Handler):
+    """Lets the database go when the dispatcher logs that it will try again."""
+
+    def __init__(self, sender: LockingSender) -> None:
+        super().__init__(logging.WARNING)
+        self.sender = sender
+        self.fired = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "trying again" in record.getMessage():
+            if not self.sender.released.is_set():
+                self.fired = True  # the lock was still held: this is what it made fail
+            self.sender.release()
 
 
 def test_what_was_sent_is_recorded_once_the_database_is_back(
@@ -452,11 +475,18 @@ def test_what_was_sent_is_recorded_once_the_database_is_back(
         )
         db.session.commit()
         db.session.remove()
-    sender = LockingSender(database, seconds=6)
+    sender = LockingSender(database, seconds=30)
     dispatch = next(sweep for sweep in SWEEPS if sweep.id == "dispatch")
-    with caplog.at_level(logging.WARNING, logger="proms.scheduler"):
-        line = Runner(app, {"email": sender}).run(dispatch)
-    assert sender.released.is_set()
+    releaser = ReleaseOnRetry(sender)
+    logger = logging.getLogger("proms.scheduler")
+    logger.addHandler(releaser)
+    try:
+        with caplog.at_level(logging.WARNING, logger="proms.scheduler"):
+            line = Runner(app, {"email": sender}).run(dispatch)
+    finally:
+        logger.removeHandler(releaser)
+        sender.release()
+    assert releaser.fired  # the record failed while locked, and was made once the lock went
     assert line.startswith("dispatch: claimed=1 sent=1"), line
     assert any("trying again" in r.getMessage() for r in caplog.records)
     with app.app_context():

@@ -103,7 +103,10 @@ class _Quiet(WSGIRequestHandler):
 @pytest.fixture
 def server(app: Flask) -> Iterator[tuple[str, int]]:
     live: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
-    thread = threading.Thread(target=live.serve_forever, daemon=True)
+    # shutdown() waits for a poll: every 50 ms, not 0.5 s.
+    thread = threading.Thread(
+        target=live.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         yield "127.0.0.1", live.server_port

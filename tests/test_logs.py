@@ -180,7 +180,12 @@ def test_the_development_server_logs_no_link(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="logs-test-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},  # shutdown() waits for a poll
+        name="logs-test-server",
+        daemon=True,
+    )
     thread.start()
     try:
         ask_every_spelling(server.server_port, link)

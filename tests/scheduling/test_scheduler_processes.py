@@ -62,8 +62,9 @@ def due_invitations(
     enrollments.enroll_many(
         db.session, world.protocol_a, [(p, anchor) for p in patients], now=enrolled
     )
+    ids = [p.id for p in patients]  # before the commit expires them: not a query each
     db.session.commit()
-    return [p.id for p in patients]
+    return ids
 
 
 def environment(database_url: str, smtp: SmtpServer, **extra: str) -> dict[str, str]:

@@ -182,7 +182,10 @@ def served(make_app: Callable[..., Flask]) -> Iterator[tuple[Flask, str]]:
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_Quiet)
     url = f"http://127.0.0.1:{server.server_port}"
     app.config["PUBLIC_BASE_URL"] = url
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # shutdown() waits for a poll: every 50 ms, not 0.5 s.
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     try:
         with app.app_context():
