@@ -61,16 +61,20 @@ SIGNED_OUT_MESSAGES = {
 }
 
 
+# Requests no staff sign-in rule applies to: static files and the load balancer's probes
+# (an unknown URL has no endpoint).
+NO_STAFF_SIGN_IN: frozenset[str | None] = frozenset(
+    {None, "static", "health.healthz", "health.readyz"}
+)
+
+
 def check_session() -> ResponseReturnValue | None:
     """End a session that timed out (idle, or past its lifetime); note activity on the others.
 
     A cookie whose record has ended (logout, "sign out everywhere", a password change) signs
     nobody in: the request goes on as anonymous, and the cookie is cleared.
     """
-    if (
-        request.endpoint in (None, "static", "health.healthz", "health.readyz")
-        or request.blueprint == "surveys"
-    ):
+    if request.endpoint in NO_STAFF_SIGN_IN or request.blueprint == "surveys":
         # Patient pages have no staff sign-in to time out: no user is loaded for them (which
         # would also mark the session changed and send its cookie again).
         return None
@@ -99,17 +103,11 @@ def check_session() -> ResponseReturnValue | None:
 
 
 # Pages open to a signed-in user who must choose a new password first.
-NEW_PASSWORD_EXEMPT = frozenset(
-    {
-        None,
-        "static",
-        "health.healthz",
-        "health.readyz",
-        "auth.change_password",
-        "auth.logout",
-        "auth.set_password",
-    }
-)
+NEW_PASSWORD_EXEMPT = NO_STAFF_SIGN_IN | {
+    "auth.change_password",
+    "auth.logout",
+    "auth.set_password",
+}
 
 
 def require_new_password() -> ResponseReturnValue | None:
@@ -122,17 +120,7 @@ def require_new_password() -> ResponseReturnValue | None:
 
 
 # Pages open to a signed-in user who must set up two-step sign-in first.
-ENROLMENT_EXEMPT = frozenset(
-    {
-        None,
-        "static",
-        "health.healthz",
-        "health.readyz",
-        "auth.two_step_setup",
-        "auth.logout",
-        "auth.set_password",
-    }
-)
+ENROLMENT_EXEMPT = NO_STAFF_SIGN_IN | {"auth.two_step_setup", "auth.logout", "auth.set_password"}
 
 
 def require_two_step() -> ResponseReturnValue | None:

@@ -488,7 +488,8 @@ class _Definitions:
                     .order_by(Instrument.created_at.desc(), Instrument.id.desc())
                     .limit(1)
                 )
-                self._stored[(code, version)] = stored_definition(row) if row else None
+                found = stored_definition(row) if row is not None else None
+                self._stored[(code, version)] = found
             return self._stored[(code, version)]
 
     def pinned_version(self, timepoint: ProtocolTimepoint, code: str) -> str | None:
